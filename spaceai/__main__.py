@@ -1,0 +1,3 @@
+from spaceai.cli import main
+
+main()

@@ -1,0 +1,127 @@
+"""The ASGI application: routing, request ids, errors, start-up and shutdown.
+
+The path of a request: ``app`` (routing) -> ``api/<endpoint>`` -> ``auth`` -> ``limits`` ->
+``router`` -> ``providers/<name>`` -> back through ``metering``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from spaceai.api import admin, completions, health, models
+from spaceai.api.http import ClientGone, Request, Response, error_response, json_response
+from spaceai.api.openapi import openapi_response
+from spaceai.api.pages import docs_page, static_file
+from spaceai.config import Settings
+from spaceai.gateway import Gateway
+from spaceai.types import GatewayError
+
+log = logging.getLogger("spaceai.api")
+
+Handler = Callable[[Gateway, Request], Awaitable[object]]
+
+ROUTES: dict[tuple[str, str], Handler] = {
+    ("POST", "/v1/chat/completions"): completions.chat_completions,
+    ("POST", "/v1/completions"): completions.completions,
+    ("GET", "/v1/models"): models.list_models,
+    ("GET", "/v1/key"): admin.own_key,
+    ("GET", "/admin/keys"): admin.list_keys,
+    ("POST", "/admin/keys"): admin.create_key,
+    ("GET", "/admin/usage"): admin.usage_report,
+    ("GET", "/health/live"): health.live,
+    ("GET", "/health/ready"): health.ready,
+    ("GET", "/openapi.json"): openapi_response,
+    ("GET", "/"): docs_page,
+}
+# routes with one trailing path parameter: (method, prefix) -> (handler, parameter name)
+PREFIX_ROUTES: dict[tuple[str, str], tuple[Handler, str]] = {
+    ("GET", "/v1/models/"): (models.get_model, "id"),
+    ("DELETE", "/admin/keys/"): (admin.revoke_key, "id"),
+    ("GET", "/static/"): (static_file, "path"),
+}
+
+
+def _route(method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
+    """(handler, path params, whether the path exists for another method)."""
+    handler = ROUTES.get((method, path))
+    if handler is not None:
+        return handler, {}, False
+    if len(path) > 1 and path.endswith("/"):
+        handler = ROUTES.get((method, path.rstrip("/")))
+        if handler is not None:
+            return handler, {}, False
+    for (m, prefix), (h, name) in PREFIX_ROUTES.items():
+        if m == method and path.startswith(prefix) and len(path) > len(prefix):
+            return h, {name: path[len(prefix):]}, False
+    other = any(p == path for (_, p) in ROUTES) or any(
+        path.startswith(p) and len(path) > len(p) for (_, p) in PREFIX_ROUTES)
+    return None, {}, other
+
+
+class App:
+    """The SpaceAI ASGI application."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def lifespan(self, receive: Callable, send: Callable) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.gw.start()
+                except Exception as exc:  # noqa: BLE001
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.gw.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def http(self, scope: dict, receive: Callable, send: Callable) -> None:
+        request = Request(scope, receive)
+        rid = request.request_id.encode()
+        handler, params, other_method = _route(request.method, request.path)
+        try:
+            if handler is None:
+                if other_method:
+                    raise GatewayError(405, f"Method {request.method} is not allowed on "
+                                       f"{request.path}.", code="method_not_allowed")
+                raise GatewayError(404, f"Unknown request URL: {request.method} {request.path}.",
+                                   code="unknown_url")
+            request.path_params = params
+            response = await handler(self.gw, request)
+        except GatewayError as exc:
+            response = error_response(exc)
+        except ClientGone:
+            return
+        except Exception:  # noqa: BLE001 - never leak a traceback to a client
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            response = json_response(500, GatewayError(
+                500, f"The server had an error processing your request (request id "
+                f"{request.request_id}).", type="server_error").to_dict())
+        response.headers.append((b"x-request-id", rid))
+        await response.send(send, receive)
+
+
+def create_app(settings: Settings | None = None, gateway: Gateway | None = None) -> App:
+    """The application for ``settings`` (default: from the environment)."""
+    return App(gateway or Gateway(settings or Settings.load()))
+
+
+def app_factory() -> App:
+    """Entry point for uvicorn's ``--factory`` (each worker builds its own gateway)."""
+    return create_app()
+
+
+_ = Response  # re-exported for handlers' type hints

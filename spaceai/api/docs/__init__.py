@@ -1,0 +1,108 @@
+"""The documentation page served at ``/``, with a live playground.
+
+The page template and its static assets are read once at import; ``render_page`` only
+substitutes the model table, the playground's model options and the server's base URL into
+the pre-split template, HTML-escaping everything it inserts.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from html import escape
+from pathlib import Path
+from typing import Any
+
+__all__ = ["STATIC_FILES", "render_page"]
+
+_STATIC_DIR = Path(__file__).with_name("static")
+_TOKEN = re.compile(r"\{\{(base_url|example_model|model_rows|model_options|model_count)\}\}")
+
+_CONTENT_TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+
+PROVIDER_NAMES = {"openai": "OpenAI", "anthropic": "Anthropic", "local": "Local"}
+PREFERRED_EXAMPLE_MODEL = "gpt-4o"
+
+
+def _load_static() -> dict[str, tuple[bytes, str]]:
+    files = {}
+    for path in sorted(_STATIC_DIR.iterdir()):
+        content_type = _CONTENT_TYPES.get(path.suffix)
+        if content_type:
+            files[f"/static/{path.name}"] = (path.read_bytes(), content_type)
+    return files
+
+
+STATIC_FILES: dict[str, tuple[bytes, str]] = _load_static()
+
+# literal text at even indices, placeholder names at odd indices
+_TEMPLATE_PARTS: list[str] = _TOKEN.split((_STATIC_DIR / "page.html").read_text("utf-8"))
+
+
+def render_page(models: list[dict[str, Any]], base_url: str) -> bytes:
+    """The full HTML documentation page for ``models`` (``/v1/models`` dicts plus "provider")."""
+    values = {
+        "base_url": escape(base_url.rstrip("/")),
+        "example_model": escape(_example_model(models)),
+        "model_rows": "".join(_model_row(m) for m in models)
+        or '<tr><td colspan="5">No models are configured.</td></tr>',
+        "model_options": _model_options(models),
+        "model_count": str(len(models)),
+    }
+    out = [part if i % 2 == 0 else values[part] for i, part in enumerate(_TEMPLATE_PARTS)]
+    return "".join(out).encode("utf-8")
+
+
+def _example_model(models: list[dict[str, Any]]) -> str:
+    ids = [str(m.get("id", "")) for m in models]
+    if PREFERRED_EXAMPLE_MODEL in ids or not ids:
+        return PREFERRED_EXAMPLE_MODEL
+    return ids[0]
+
+
+def per_1k(price: Any) -> str:
+    """A per-token USD price as dollars per 1K tokens: 0.00003 -> "$0.03"."""
+    try:
+        value = Decimal(str(price)) * 1000
+    except (InvalidOperation, ValueError):
+        return "—"
+    text = format(value.normalize(), "f")
+    whole, _, frac = text.partition(".")
+    return f"${whole}.{frac.ljust(2, '0')}"
+
+
+def _model_row(model: dict[str, Any]) -> str:
+    model_id = str(model.get("id", ""))
+    provider = str(model.get("provider") or model.get("owned_by") or "")
+    pricing = model.get("pricing") or {}
+    caps = [str(c) for c in model.get("capabilities") or []]
+    cap_html = '<span class="sep">, </span>'.join(
+        f'<span class="chip">{escape(c)}</span>' for c in caps
+    )
+    return (
+        f'<tr data-model-id="{escape(model_id)}" data-provider="{escape(provider)}"'
+        f' data-input-price="{escape(str(pricing.get("input", "")))}"'
+        f' data-output-price="{escape(str(pricing.get("output", "")))}">'
+        f'<th scope="row"><code>{escape(model_id)}</code></th>'
+        f"<td>{escape(PROVIDER_NAMES.get(provider, provider))}</td>"
+        f"<td>{cap_html or '—'}</td>"
+        f'<td class="num">{escape(per_1k(pricing.get("input", 0)))}</td>'
+        f'<td class="num">{escape(per_1k(pricing.get("output", 0)))}</td>'
+        "</tr>"
+    )
+
+
+def _model_options(models: list[dict[str, Any]]) -> str:
+    """``<option>``s for the playground before a key is given: chat models, local ones first."""
+    chat = [m for m in models if "chat" in (m.get("capabilities") or ["chat"])] or models
+    default = next((m for m in chat if m.get("provider") == "local"), chat[0] if chat else None)
+    options = []
+    for m in chat:
+        model_id = escape(str(m.get("id", "")))
+        selected = " selected" if m is default else ""
+        options.append(f'<option value="{model_id}"{selected}>{model_id}</option>')
+    return "".join(options)

@@ -1,0 +1,175 @@
+"""Minimal ASGI request/response plumbing, kept thin because every request pays for it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from spaceai.types import GatewayError
+
+Headers = list[tuple[bytes, bytes]]
+JSON_CT = (b"content-type", b"application/json")
+SSE_HEADERS: Headers = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+class Request:
+    """The parts of an ASGI HTTP request the handlers use."""
+
+    __slots__ = ("scope", "receive", "method", "path", "request_id", "path_params", "_headers",
+                 "state")
+
+    def __init__(self, scope: dict, receive: Callable[[], Awaitable[dict]]) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.request_id = new_request_id()
+        self.path_params: dict[str, str] = {}
+        self._headers: dict[bytes, bytes] | None = None
+        self.state: dict[str, Any] = {}
+
+    def header(self, name: bytes) -> str | None:
+        if self._headers is None:
+            self._headers = dict(self.scope["headers"])
+        v = self._headers.get(name)
+        return v.decode("latin-1") if v is not None else None
+
+    @property
+    def query(self) -> dict[str, str]:
+        from urllib.parse import parse_qsl
+
+        return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
+
+    def base_url(self) -> str:
+        host = self.header(b"host")
+        scheme = self.scope.get("scheme", "http")
+        if not host:
+            server = self.scope.get("server") or ("127.0.0.1", 8000)
+            host = f"{server[0]}:{server[1]}"
+        return f"{scheme}://{host}"
+
+    async def body(self, limit: int) -> bytes:
+        """The whole body; a 413 GatewayError past ``limit`` bytes."""
+        declared = self.header(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def json(self, limit: int) -> Any:
+        raw = await self.body(limit)
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise GatewayError(
+                400,
+                "We could not parse the JSON body of your request. (HINT: This likely means you "
+                "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)",
+                code="invalid_json",
+            ) from None
+
+
+class ClientGone(Exception):
+    """The client disconnected before we answered."""
+
+
+def too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"Request body too large: the limit is {limit} bytes.",
+                        code="request_too_large")
+
+
+class Response:
+    """A complete response body."""
+
+    __slots__ = ("status", "body", "headers")
+
+    def __init__(self, status: int, body: bytes, headers: Headers) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+    async def send(self, send: Callable, receive: Callable) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def json_response(status: int, data: Any, headers: Headers | None = None) -> Response:
+    h = [JSON_CT]
+    if headers:
+        h.extend(headers)
+    return Response(status, orjson.dumps(data), h)
+
+
+def error_response(err: GatewayError) -> Response:
+    headers = [(k.encode(), v.encode()) for k, v in err.headers.items()]
+    return json_response(err.status, err.to_dict(), headers)
+
+
+class StreamResponse:
+    """An SSE (or other) stream; cancels its producer as soon as the client goes away."""
+
+    __slots__ = ("status", "headers", "chunks", "on_client_gone")
+
+    def __init__(self, chunks: AsyncIterator[bytes], headers: Headers | None = None,
+                 status: int = 200) -> None:
+        self.status = status
+        self.headers = list(SSE_HEADERS) + (headers or [])
+        self.chunks = chunks
+
+    async def send(self, send: Callable, receive: Callable) -> None:
+        async def pump() -> None:
+            await send({"type": "http.response.start", "status": self.status,
+                        "headers": self.headers})
+            try:
+                async for chunk in self.chunks:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            finally:
+                aclose = getattr(self.chunks, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            await send({"type": "http.response.body", "body": b""})
+
+        async def watch() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+
+        pump_task = asyncio.ensure_future(pump())
+        watch_task = asyncio.ensure_future(watch())
+        try:
+            done, _ = await asyncio.wait({pump_task, watch_task},
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not pump_task.done():
+                pump_task.cancel()  # the client is gone: stop the upstream at once
+            watch_task.cancel()
+        try:
+            await pump_task
+        except (asyncio.CancelledError, OSError):
+            pass

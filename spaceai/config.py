@@ -1,0 +1,62 @@
+"""Settings: the environment first, then the YAML file named by --config / SPACEAI_CONFIG."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+DEFAULT_DATABASE_URL = "sqlite:///./spaceai.db"
+
+
+@dataclass(slots=True)
+class Settings:
+    """Everything a gateway process is configured with."""
+
+    config_path: str | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    admin_key: str | None = None
+    max_body_bytes: int = 4 * 1024 * 1024
+    ledger_flush_interval_s: float = 0.2
+    ledger_batch_size: int = 500
+    key_cache_ttl_s: float = 1.0
+    local_parallel: int = 4
+    local_threads: int = 2
+    local_model_preload: bool = True
+
+    @classmethod
+    def load(cls, config_path: str | None = None) -> Settings:
+        """Settings from the environment, then the ``settings:`` block of the config file."""
+        path = config_path or os.environ.get("SPACEAI_CONFIG") or None
+        file_settings: dict[str, Any] = {}
+        if path:
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh) or {}
+            if isinstance(data, dict):
+                file_settings = data.get("settings") or {}
+        env = os.environ
+
+        def pick(env_name: str, key: str, default: Any) -> Any:
+            if env.get(env_name):
+                return env[env_name]
+            return file_settings.get(key, default)
+
+        return cls(
+            config_path=path,
+            database_url=pick("SPACEAI_DATABASE_URL", "database_url", DEFAULT_DATABASE_URL),
+            redis_url=pick("SPACEAI_REDIS_URL", "redis_url", None),
+            admin_key=pick("SPACEAI_ADMIN_KEY", "admin_key", None),
+            max_body_bytes=int(pick("SPACEAI_MAX_BODY_BYTES", "max_body_bytes", 4 * 1024 * 1024)),
+            ledger_flush_interval_s=float(
+                pick("SPACEAI_LEDGER_FLUSH_S", "ledger_flush_interval_s", 0.2)
+            ),
+            key_cache_ttl_s=float(pick("SPACEAI_KEY_CACHE_TTL_S", "key_cache_ttl_s", 1.0)),
+            local_parallel=int(pick("SPACEAI_LOCAL_PARALLEL", "local_parallel", 4)),
+            local_threads=int(pick("SPACEAI_LOCAL_THREADS", "local_threads", 2)),
+            local_model_preload=str(
+                pick("SPACEAI_LOCAL_PRELOAD", "local_model_preload", "1")
+            ).lower() not in ("0", "false", "no"),
+        )

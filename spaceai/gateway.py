@@ -1,0 +1,79 @@
+"""The gateway's parts, built once at start-up and shared by every request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from spaceai.auth import KeyCache
+from spaceai.catalog import Catalog
+from spaceai.config import Settings
+from spaceai.keys import KeyStore
+from spaceai.limits import Control
+from spaceai.metering.ledger import Ledger
+from spaceai.providers.base import Provider
+from spaceai.providers.http import HttpClient
+from spaceai.router import Router
+from spaceai.storage.db import create_engine, migrate
+
+log = logging.getLogger("spaceai")
+
+
+def build_providers(http: HttpClient, settings: Settings) -> dict[str, Provider]:
+    from spaceai.providers.anthropic.provider import AnthropicProvider
+    from spaceai.providers.local import LocalProvider
+    from spaceai.providers.openai import OpenAIProvider
+
+    return {
+        "openai": OpenAIProvider(http),
+        "anthropic": AnthropicProvider(http),
+        "local": LocalProvider(n_parallel=settings.local_parallel,
+                               n_threads=settings.local_threads),
+    }
+
+
+class Gateway:
+    """Settings, catalog, storage, caches, providers and the router of one process."""
+
+    def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog or Catalog.load(settings.config_path)
+        self.engine = create_engine(settings.database_url)
+        self.keys = KeyStore(self.engine)
+        self.key_cache = KeyCache(self.keys)
+        self.ledger = Ledger(self.engine, settings.ledger_flush_interval_s,
+                             settings.ledger_batch_size)
+        self.http = HttpClient()
+        self.providers = build_providers(self.http, settings)
+        self.router = Router(self.catalog, self.providers)
+        self.control: Control = Control()
+        self.ready = False
+
+    async def start(self) -> None:
+        await asyncio.to_thread(migrate, self.settings.database_url)
+        await self.http.start()
+        self.ledger.start()
+        await self.key_cache.start()
+        await self.control.start()
+        used = {m.provider for m in self.catalog}
+        for name in used:
+            if name == "local" and not self.settings.local_model_preload:
+                continue
+            try:
+                await self.providers[name].start()
+            except Exception:  # noqa: BLE001 - one broken provider must not stop the others
+                log.exception("provider %s failed to start", name)
+        self.ready = True
+
+    async def close(self) -> None:
+        self.ready = False
+        await self.key_cache.close()
+        await self.control.close()
+        for provider in self.providers.values():
+            try:
+                await provider.close()
+            except Exception:  # noqa: BLE001
+                log.exception("provider %s failed to close", provider.name)
+        await self.http.close()
+        await asyncio.to_thread(self.ledger.close)
+        self.engine.dispose()

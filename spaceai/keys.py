@@ -1,0 +1,206 @@
+"""API keys: creation, listing, revocation. Only a SHA-256 hash of a key is ever stored."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from spaceai.storage.tables import NANOS_PER_USD, api_keys
+
+KEY_PREFIX = "sk-space-"
+_SHOWN_PREFIX_LEN = len(KEY_PREFIX) + 6
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def usd_to_nanos(usd: float) -> int:
+    return round(float(usd) * NANOS_PER_USD)
+
+
+def nanos_to_usd(nanos: int | None) -> float | None:
+    return None if nanos is None else round(nanos / NANOS_PER_USD, 9)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_expiry(value: str | None) -> datetime | None:
+    """``30d``, ``12h``, ``45m`` from now, or an ISO 8601 date/time."""
+    if not value:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*([dhm])\s*", value)
+    if m:
+        n, unit = int(m.group(1)), m.group(2)
+        delta = {"d": timedelta(days=n), "h": timedelta(hours=n), "m": timedelta(minutes=n)}[unit]
+        return now() + delta
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"expires: expected ISO 8601 or a duration like 30d, got {value!r}") from exc
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    if dt is not None and dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt
+
+
+@dataclass(slots=True)
+class KeyRecord:
+    """What the gateway knows about one key (never the secret itself)."""
+
+    id: str
+    name: str | None
+    key_hash: str
+    prefix: str
+    models: frozenset[str] | None
+    budget_nanos: int | None
+    budget_period: str | None
+    spend_nanos: int
+    period_start: datetime | None
+    rpm: int | None
+    tpm: int | None
+    expires_at: datetime | None
+    revoked: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> KeyRecord:
+        m = row.models
+        return cls(
+            id=row.id,
+            name=row.name,
+            key_hash=row.key_hash,
+            prefix=row.prefix,
+            models=frozenset(m) if m is not None else None,
+            budget_nanos=row.budget_nanos,
+            budget_period=row.budget_period,
+            spend_nanos=int(row.spend_nanos or 0),
+            period_start=_aware(row.period_start),
+            rpm=row.rpm,
+            tpm=row.tpm,
+            expires_at=_aware(row.expires_at),
+            revoked=bool(row.revoked),
+            created_at=_aware(row.created_at),
+            updated_at=_aware(row.updated_at),
+        )
+
+    def is_expired(self, at: datetime | None = None) -> bool:
+        return self.expires_at is not None and (at or now()) >= self.expires_at
+
+    def to_public(self, spend_nanos: int | None = None) -> dict[str, Any]:
+        """The contract's key object (no secret)."""
+        spend = self.spend_nanos if spend_nanos is None else spend_nanos
+        remaining = None
+        if self.budget_nanos is not None:
+            remaining = nanos_to_usd(max(0, self.budget_nanos - spend))
+        return {
+            "id": self.id,
+            "object": "api_key",
+            "name": self.name,
+            "prefix": self.prefix,
+            "models": sorted(self.models) if self.models is not None else None,
+            "budget": nanos_to_usd(self.budget_nanos),
+            "budget_period": self.budget_period,
+            "spend": nanos_to_usd(spend),
+            "remaining": remaining,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "revoked": self.revoked,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+class KeyStore:
+    """Key rows in the database. Blocking calls: run them off the event loop."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def create(
+        self,
+        name: str | None = None,
+        models: list[str] | None = None,
+        budget: float | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        expires_at: datetime | None = None,
+        budget_period: str | None = None,
+    ) -> tuple[str, KeyRecord]:
+        """Create a key; returns (secret, record). The secret is not stored anywhere."""
+        if budget is not None and budget < 0:
+            raise ValueError("budget must be >= 0")
+        for label, v in (("rpm", rpm), ("tpm", tpm)):
+            if v is not None and v <= 0:
+                raise ValueError(f"{label} must be a positive integer")
+        if budget_period not in (None, "monthly"):
+            raise ValueError("budget_period must be 'monthly' or unset")
+        secret = new_secret()
+        ts = now()
+        row = {
+            "id": "key_" + secrets.token_hex(8),
+            "name": name,
+            "key_hash": hash_key(secret),
+            "prefix": secret[:_SHOWN_PREFIX_LEN],
+            "models": sorted(set(models)) if models else None,
+            "budget_nanos": usd_to_nanos(budget) if budget is not None else None,
+            "budget_period": budget_period,
+            "spend_nanos": 0,
+            "period_start": ts if budget_period else None,
+            "rpm": rpm,
+            "tpm": tpm,
+            "expires_at": expires_at,
+            "revoked": False,
+            "created_at": ts,
+            "updated_at": ts,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(api_keys.insert().values(**row))
+        return secret, self.get(row["id"])  # type: ignore[return-value]
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).first()
+        return KeyRecord.from_row(row) if row else None
+
+    def get_by_hash(self, key_hash: str) -> KeyRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(api_keys).where(api_keys.c.key_hash == key_hash)
+            ).first()
+        return KeyRecord.from_row(row) if row else None
+
+    def list(self) -> list[KeyRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at)).all()
+        return [KeyRecord.from_row(r) for r in rows]
+
+    def changed_since(self, since: datetime) -> list[KeyRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(api_keys).where(api_keys.c.updated_at >= since)).all()
+        return [KeyRecord.from_row(r) for r in rows]
+
+    def revoke(self, key_id: str) -> KeyRecord | None:
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                api_keys.update()
+                .where(api_keys.c.id == key_id)
+                .values(revoked=True, updated_at=now())
+            )
+        return self.get(key_id) if res.rowcount else None

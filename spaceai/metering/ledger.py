@@ -1,0 +1,142 @@
+"""The usage ledger: one row per request, however it ended, written off the request path.
+
+Requests append a :class:`UsageRecord` to an in-memory queue (no I/O on the event loop); a
+writer thread inserts them in batches and adds each batch's cost to the keys' spend in the same
+transaction. ``close()`` drains the queue, so a graceful shutdown (SIGTERM) loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from spaceai.storage.tables import api_keys, usage
+
+log = logging.getLogger("spaceai.ledger")
+
+_STOP = object()
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    request_id: str
+    key_id: str | None
+    model: str
+    provider: str
+    endpoint: str
+    status: str  # ok | error | upstream_error | timeout | client_disconnected | refused
+    http_status: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_nanos: int = 0
+    error: str | None = None
+    streamed: bool = False
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class Ledger:
+    """Batched, durable-on-shutdown writer of usage rows."""
+
+    def __init__(self, engine: sa.Engine, flush_interval_s: float = 0.2, batch_size: int = 500):
+        self.engine = engine
+        self.flush_interval_s = flush_interval_s
+        self.batch_size = batch_size
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self.written = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="spaceai-ledger", daemon=True)
+        self._thread.start()
+
+    def record(self, rec: UsageRecord) -> None:
+        """Queue one row; never blocks."""
+        with self._lock:
+            self._pending += 1
+        self._queue.put(rec)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until every queued row is written (for tests, the CLI and shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout=30)
+        self._thread = None
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[UsageRecord] = []
+            try:
+                item = self._queue.get(timeout=self.flush_interval_s)
+            except queue.Empty:
+                continue
+            deadline = time.monotonic() + self.flush_interval_s
+            while True:
+                if item is _STOP:
+                    stopping = True
+                else:
+                    batch.append(item)
+                if len(batch) >= self.batch_size:
+                    break
+                try:
+                    left = deadline - time.monotonic()
+                    item = self._queue.get(timeout=left) if left > 0 and not stopping else (
+                        self._queue.get_nowait()
+                    )
+                except queue.Empty:
+                    break
+            if batch:
+                self._write(batch)
+
+    def _write(self, batch: list[UsageRecord]) -> None:
+        spend: dict[str, int] = defaultdict(int)
+        for rec in batch:
+            if rec.key_id and rec.cost_nanos:
+                spend[rec.key_id] += rec.cost_nanos
+        rows = [asdict(rec) for rec in batch]
+        for attempt in range(10):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(usage.insert(), rows)
+                    for key_id, nanos in spend.items():
+                        conn.execute(
+                            api_keys.update()
+                            .where(api_keys.c.id == key_id)
+                            .values(spend_nanos=api_keys.c.spend_nanos + nanos)
+                        )
+                break
+            except Exception:  # noqa: BLE001 - keep the rows and retry: the ledger is money
+                self.failures += 1
+                log.exception("ledger write failed (attempt %d), retrying", attempt + 1)
+                time.sleep(min(2.0, 0.1 * 2**attempt))
+        else:
+            log.error("ledger dropped %d rows after repeated failures", len(batch))
+        with self._idle:
+            self._pending -= len(batch)
+            self.written += len(batch)
+            self._idle.notify_all()

@@ -1,0 +1,101 @@
+"""The meter of one request: prices its usage, settles its budget reservation, writes its row.
+
+``finish`` is idempotent: whichever way a request ends (answer, error, timeout, client gone),
+exactly one usage row is written and the reservation settled exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+
+from spaceai.catalog import ModelConfig
+from spaceai.keys import KeyRecord
+from spaceai.limits import Admission, Control
+from spaceai.metering.ledger import Ledger, UsageRecord
+from spaceai.metering.tokens import estimate_prompt_tokens
+from spaceai.storage.tables import NANOS_PER_USD
+from spaceai.types import ChatRequest, GatewayError, Usage
+
+
+def cost_nanos(model: ModelConfig, usage: Usage) -> int:
+    """The exact cost in nano-dollars of ``usage`` at the model's catalog prices."""
+    return round(usage.prompt_tokens * model.input_price * NANOS_PER_USD) + round(
+        usage.completion_tokens * model.output_price * NANOS_PER_USD
+    )
+
+
+def usd(nanos: int) -> float:
+    return nanos / NANOS_PER_USD
+
+
+def usd_header(nanos: int) -> bytes:
+    """The cost as a plain decimal string (never exponent notation), exact to the nano-dollar."""
+    whole, frac = divmod(nanos, NANOS_PER_USD)
+    text = f"{whole}.{frac:09d}".rstrip("0")
+    return (text + "0" if text.endswith(".") else text).encode()
+
+
+def status_of(err: GatewayError) -> str:
+    if err.status == 504:
+        return "timeout"
+    if err.status == 499:
+        return "client_disconnected"
+    return "upstream_error" if err.status >= 500 or err.status == 429 else "error"
+
+
+class Meter:
+    """Measures one admitted request and records it exactly once."""
+
+    __slots__ = ("ledger", "control", "request_id", "key", "model", "req", "admission", "endpoint",
+                 "started", "first_token_at", "done", "cost")
+
+    def __init__(self, ledger: Ledger, control: Control, request_id: str, key: KeyRecord,
+                 model: ModelConfig, req: ChatRequest, admission: Admission, endpoint: str,
+                 started: float) -> None:
+        self.ledger = ledger
+        self.control = control
+        self.request_id = request_id
+        self.key = key
+        self.model = model
+        self.req = req
+        self.admission = admission
+        self.endpoint = endpoint
+        self.started = started
+        self.first_token_at: float | None = None
+        self.done = False
+        self.cost = 0
+
+    def first_token(self) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+
+    async def finish(self, served: ModelConfig, usage: Usage, status: str, http_status: int,
+                     error: str | None = None) -> int:
+        """Price, settle and record the request; returns its cost in nano-dollars."""
+        if self.done:
+            return self.cost
+        self.done = True
+        if usage.completion_tokens and not usage.prompt_tokens:
+            # a stream cut before upstream reported its counts: the prompt was still consumed
+            usage.prompt_tokens = estimate_prompt_tokens(self.req)
+        self.cost = cost_nanos(served, usage)
+        now = time.perf_counter()
+        self.ledger.record(UsageRecord(
+            request_id=self.request_id,
+            key_id=self.key.id,
+            model=served.id,
+            provider=served.provider,
+            endpoint=self.endpoint,
+            status=status,
+            http_status=http_status,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            cost_nanos=self.cost,
+            error=error[:500] if error else None,
+            streamed=self.req.stream,
+            latency_ms=(now - self.started) * 1000,
+            ttft_ms=(self.first_token_at - self.started) * 1000 if self.first_token_at else None,
+        ))
+        await self.control.settle(self.admission, usage.total_tokens, self.cost)
+        return self.cost

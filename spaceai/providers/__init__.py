@@ -1,0 +1,1 @@
+"""Providers: one module per kind of upstream, all behind the interface in ``base``."""

@@ -1,0 +1,186 @@
+"""The Anthropic Messages API provider."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from spaceai.catalog import ModelConfig
+from spaceai.providers.anthropic.errors import error_from_body
+from spaceai.providers.anthropic.request import build_request
+from spaceai.providers.anthropic.response import message_to_openai
+from spaceai.providers.anthropic.stream import AnthropicStreamDecoder
+from spaceai.providers.base import Provider
+from spaceai.providers.http import HttpClient
+from spaceai.providers.sse import SSEParser
+from spaceai.types import ChatRequest, UpstreamError, Usage
+
+log = logging.getLogger(__name__)
+
+ANTHROPIC_VERSION = "2023-06-01"
+STREAM_CUT = "upstream stream ended before completion"
+
+
+def _timeout_error(usage: Usage | None = None) -> UpstreamError:
+    return UpstreamError(
+        504, "Anthropic: upstream timed out", type="timeout", retryable=True, usage=usage
+    )
+
+
+class AnthropicProvider(Provider):
+    """Serves catalog models whose ``provider`` is ``anthropic``.
+
+    ``http`` is the gateway's shared :class:`HttpClient` (or, in tests, a bare aiohttp session).
+    """
+
+    name = "anthropic"
+
+    def __init__(self, http: HttpClient | aiohttp.ClientSession) -> None:
+        self._http = http
+
+    @property
+    def _session(self) -> aiohttp.ClientSession | None:
+        if isinstance(self._http, HttpClient):
+            return self._http.session
+        return self._http
+
+    async def start(self) -> None:
+        """Open the shared pool if the gateway has not yet."""
+        if isinstance(self._http, HttpClient):
+            await self._http.start()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def _post(
+        self, model: ModelConfig, body: dict[str, Any], deadline: float
+    ) -> aiohttp.ClientResponse:
+        """POST ``body``; return a 2xx response or raise the mapped :class:`UpstreamError`."""
+        if self._session is None:
+            await self.start()
+        key = model.credential()
+        if not key:
+            raise UpstreamError(
+                500,
+                f"model {model.id}: the Anthropic API key is not configured",
+                type="configuration_error",
+            )
+        loop = asyncio.get_running_loop()
+        first_byte = deadline
+        if model.first_byte_timeout_s:
+            first_byte = min(deadline, loop.time() + model.first_byte_timeout_s)
+        url = f"{(model.base_url or 'https://api.anthropic.com/v1').rstrip('/')}/messages"
+        headers = {
+            "x-api-key": key,
+            "anthropic-version": ANTHROPIC_VERSION,
+            "content-type": "application/json",
+            "accept": "text/event-stream" if body.get("stream") else "application/json",
+        }
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=model.connect_timeout_s, sock_connect=model.connect_timeout_s
+        )
+        try:
+            async with asyncio.timeout_at(first_byte):
+                resp = await self._session.post(
+                    url, data=orjson.dumps(body), headers=headers, timeout=timeout
+                )
+        except TimeoutError as exc:  # includes aiohttp's connect/read timeouts
+            raise _timeout_error() from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            log.warning("anthropic %s: connection failed: %s", model.id, type(exc).__name__)
+            raise UpstreamError(
+                502,
+                f"Anthropic: could not reach the upstream ({type(exc).__name__})",
+                type="upstream_error",
+                retryable=True,
+            ) from exc
+        if resp.status < 400:
+            return resp
+        try:
+            async with asyncio.timeout_at(deadline):
+                raw = await resp.read()
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            raw = b""
+        finally:
+            resp.release()
+        raise error_from_body(resp.status, raw, resp.headers, secret=key)
+
+    # -- Provider interface ----------------------------------------------------------------
+
+    async def chat(self, req: ChatRequest, model: ModelConfig) -> dict[str, Any]:
+        """One non-streaming chat completion, as an OpenAI ``chat.completion`` dict."""
+        body = build_request(req, model)
+        body.pop("stream", None)
+        deadline = asyncio.get_running_loop().time() + model.timeout_s
+        resp = await self._post(model, body, deadline)
+        try:
+            async with asyncio.timeout_at(deadline):
+                raw = await resp.read()
+        except TimeoutError as exc:
+            raise _timeout_error() from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamError(
+                502, "Anthropic: the upstream response was cut", retryable=True
+            ) from exc
+        finally:
+            resp.release()
+        try:
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(
+                502, "Anthropic: malformed upstream response", retryable=True
+            ) from exc
+        if not isinstance(msg, dict) or msg.get("type") == "error":
+            raise error_from_body(500, msg if isinstance(msg, dict) else None)
+        return message_to_openai(msg, model.id)
+
+    async def chat_stream(
+        self, req: ChatRequest, model: ModelConfig
+    ) -> AsyncIterator[dict[str, Any]]:
+        """A streaming chat completion: OpenAI chunks ending with a usage chunk.
+
+        Raises :class:`UpstreamError` (with the usage so far) when the stream fails or is
+        cut before ``message_stop``; closing the iterator closes the upstream response.
+        """
+        body = build_request(req, model)
+        body["stream"] = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + model.timeout_s
+        first_event = deadline
+        if model.first_byte_timeout_s:
+            first_event = min(deadline, loop.time() + model.first_byte_timeout_s)
+        resp = await self._post(model, body, deadline)
+        decoder = AnthropicStreamDecoder(model.id)
+        parser = SSEParser()
+        clean = False
+        try:
+            while not decoder.done:
+                try:
+                    async with asyncio.timeout_at(deadline if decoder.started else first_event):
+                        data = await resp.content.readany()
+                except TimeoutError as exc:
+                    raise _timeout_error(decoder.usage) from exc
+                except (aiohttp.ClientError, OSError) as exc:
+                    raise UpstreamError(
+                        502, STREAM_CUT, retryable=not decoder.started, usage=decoder.usage
+                    ) from exc
+                events = parser.feed(data) if data else parser.flush()
+                for event, payload in events:
+                    for chunk in decoder.feed(event, payload):
+                        yield chunk
+                    if decoder.done:
+                        break
+                if not data and not decoder.done:
+                    raise UpstreamError(
+                        502, STREAM_CUT, retryable=not decoder.started, usage=decoder.usage
+                    )
+            clean = True
+        finally:
+            if clean:
+                resp.release()
+            else:
+                resp.close()

@@ -1,0 +1,99 @@
+"""Anthropic Messages response -> OpenAI ``chat.completion``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from spaceai.types import Usage
+
+STOP_REASONS: dict[str, str] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def finish_reason(stop_reason: str | None) -> str | None:
+    """OpenAI ``finish_reason`` for an Anthropic ``stop_reason`` (None stays None)."""
+    if stop_reason is None:
+        return None
+    return STOP_REASONS.get(stop_reason, "stop")
+
+
+def usage_from_anthropic(data: dict[str, Any] | None, into: Usage | None = None) -> Usage:
+    """Anthropic ``usage`` -> :class:`Usage`; fields absent from ``data`` are kept from ``into``.
+
+    prompt_tokens = input + cache_read + cache_creation; cached_tokens = cache_read.
+    """
+    u = into or Usage()
+    if not data:
+        return u
+    fresh = data.get("input_tokens")
+    read = data.get("cache_read_input_tokens")
+    created = data.get("cache_creation_input_tokens")
+    if fresh is not None or read is not None or created is not None:
+        base = u.prompt_tokens - u.cached_tokens - u.cache_creation_tokens
+        fresh = int(fresh) if fresh is not None else base
+        read = int(read) if read is not None else u.cached_tokens
+        created = int(created) if created is not None else u.cache_creation_tokens
+        u.prompt_tokens = fresh + read + created
+        u.cached_tokens = read
+        u.cache_creation_tokens = created
+    if data.get("output_tokens") is not None:
+        u.completion_tokens = int(data["output_tokens"])
+    return u
+
+
+def tool_call(block: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic ``tool_use`` block as an OpenAI tool call."""
+    return {
+        "id": block.get("id", ""),
+        "type": "function",
+        "function": {
+            "name": block.get("name", ""),
+            "arguments": orjson.dumps(block.get("input") or {}).decode(),
+        },
+    }
+
+
+def message_to_openai(
+    msg: dict[str, Any], model_id: str, created: int | None = None
+) -> dict[str, Any]:
+    """An Anthropic message response as an OpenAI ``chat.completion`` for ``model_id``."""
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for block in msg.get("content") or []:
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(block.get("text", ""))
+        elif kind == "tool_use":
+            calls.append(tool_call(block))
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(texts) if texts else (None if calls else ""),
+        "refusal": None,
+    }
+    if calls:
+        message["tool_calls"] = calls
+    usage = usage_from_anthropic(msg.get("usage"))
+    return {
+        "id": msg.get("id") or "",
+        "object": "chat.completion",
+        "created": created if created is not None else int(time.time()),
+        "model": model_id,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": finish_reason(msg.get("stop_reason")) or "stop",
+            }
+        ],
+        "usage": usage.to_openai(),
+    }

@@ -1,0 +1,114 @@
+"""Anthropic Messages SSE events -> OpenAI ``chat.completion.chunk`` dicts."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from spaceai.providers.anthropic.errors import error_from_event
+from spaceai.providers.anthropic.response import finish_reason, usage_from_anthropic
+from spaceai.types import UpstreamError, Usage
+
+
+class AnthropicStreamDecoder:
+    """Stateful decoder of one Anthropic stream.
+
+    Feed it the ``(event, data)`` pairs of :class:`~spaceai.providers.sse.SSEParser`;
+    it returns the OpenAI chunks each produces. ``message_stop`` produces the final chunk
+    (``choices: []`` with ``usage``) and sets :attr:`done`. :attr:`usage` is the usage
+    produced so far at any moment, for streams cut short.
+    """
+
+    def __init__(self, model_id: str, created: int | None = None) -> None:
+        self.model_id = model_id
+        self.created = created if created is not None else int(time.time())
+        self.id = ""
+        self.usage = Usage()
+        self.done = False
+        self.started = False
+        self._tool_index: dict[int, int] = {}  # anthropic block index -> openai tool index
+
+    def feed(self, event: str | None, data: str) -> list[dict[str, Any]]:
+        """Decode one SSE event; raise :class:`UpstreamError` on an ``error`` event."""
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(502, "Anthropic: malformed stream event", usage=self.usage) from exc
+        if not isinstance(obj, dict):
+            return []
+        kind = obj.get("type") or event
+        handler = getattr(self, f"_on_{kind}", None)
+        return handler(obj) if handler is not None else []  # ping and unknown events
+
+    # -- chunk builders -----------------------------------------------------------------
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model_id,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+
+    def _usage_chunk(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model_id,
+            "choices": [],
+            "usage": self.usage.to_openai(),
+        }
+
+    # -- event handlers -----------------------------------------------------------------
+
+    def _on_message_start(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        msg = obj.get("message") or {}
+        self.id = msg.get("id") or self.id
+        usage_from_anthropic(msg.get("usage"), self.usage)
+        self.started = True
+        return [self._chunk({"role": "assistant", "content": ""})]
+
+    def _on_content_block_start(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        block = obj.get("content_block") or {}
+        if block.get("type") == "text" and block.get("text"):
+            return [self._chunk({"content": block["text"]})]
+        if block.get("type") != "tool_use":
+            return []
+        n = len(self._tool_index)
+        self._tool_index[obj.get("index", n)] = n
+        call = {
+            "index": n,
+            "id": block.get("id", ""),
+            "type": "function",
+            "function": {"name": block.get("name", ""), "arguments": ""},
+        }
+        return [self._chunk({"tool_calls": [call]})]
+
+    def _on_content_block_delta(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        delta = obj.get("delta") or {}
+        kind = delta.get("type")
+        if kind == "text_delta" and delta.get("text"):
+            return [self._chunk({"content": delta["text"]})]
+        if kind == "input_json_delta" and delta.get("partial_json"):
+            n = self._tool_index.get(obj.get("index", -1))
+            if n is None:
+                return []
+            call = {"index": n, "function": {"arguments": delta["partial_json"]}}
+            return [self._chunk({"tool_calls": [call]})]
+        return []  # thinking, signature and citation deltas have no OpenAI equivalent
+
+    def _on_message_delta(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        usage_from_anthropic(obj.get("usage"), self.usage)  # output_tokens is cumulative
+        reason = finish_reason((obj.get("delta") or {}).get("stop_reason"))
+        return [self._chunk({}, reason)] if reason else []
+
+    def _on_message_stop(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        self.done = True
+        return [self._usage_chunk()]
+
+    def _on_error(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        raise error_from_event(obj, usage=self.usage)

@@ -1,0 +1,49 @@
+"""The interface every provider implements.
+
+A provider turns a :class:`~spaceai.types.ChatRequest` into an OpenAI-shaped answer:
+
+* ``chat`` returns a ``chat.completion`` dict whose ``usage`` holds the exact token counts;
+* ``chat_stream`` yields ``chat.completion.chunk`` dicts and ends with one chunk whose
+  ``choices`` is empty and whose ``usage`` holds the counts (always, whether or not the client
+  asked for it: the gateway hides it from clients that did not);
+* ``completion`` / ``completion_stream`` do the same for legacy text completions
+  (``text_completion`` objects) for models with the ``completions`` capability.
+
+Failures raise :class:`~spaceai.types.UpstreamError`. A stream that fails after it started
+raises it from the iterator, with ``usage`` set to what was produced so far. Closing the
+iterator early (``aclose``) must cancel the upstream work at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from spaceai.catalog import ModelConfig
+from spaceai.types import ChatRequest, GatewayError
+
+
+class Provider:
+    """Base class: a provider serves the catalog models whose ``provider`` names it."""
+
+    name = "base"
+
+    async def start(self) -> None:
+        """Open pools, load weights: anything the first request should not pay for."""
+
+    async def close(self) -> None:
+        """Release what ``start`` opened."""
+
+    async def chat(self, req: ChatRequest, model: ModelConfig) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def chat_stream(self, req: ChatRequest, model: ModelConfig) -> AsyncIterator[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def completion(self, req: ChatRequest, model: ModelConfig) -> dict[str, Any]:
+        raise GatewayError(400, f"model {model.id} does not support /v1/completions", param="model")
+
+    def completion_stream(
+        self, req: ChatRequest, model: ModelConfig
+    ) -> AsyncIterator[dict[str, Any]]:
+        raise GatewayError(400, f"model {model.id} does not support /v1/completions", param="model")

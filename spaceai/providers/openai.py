@@ -1,0 +1,156 @@
+"""OpenAI and every server that speaks its API (vLLM, llama.cpp server, Ollama, another SpaceAI).
+
+Requests are forwarded with every OpenAI parameter; streams are relayed chunk by chunk. Upstream
+is always asked for usage in streams (``stream_options.include_usage``) so every token is
+metered; the gateway hides that extra chunk from clients that did not ask for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from spaceai.catalog import ModelConfig
+from spaceai.providers.base import Provider
+from spaceai.providers.http import HttpClient, retry_after_seconds, upstream_failure
+from spaceai.types import ChatRequest, UpstreamError, Usage
+
+
+def _body(req: ChatRequest, model: ModelConfig, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model.upstream_model}
+    if req.prompt is not None:
+        body["prompt"] = req.prompt
+    else:
+        body["messages"] = req.messages
+    body.update(req.params)
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def _error_from_response(status: int, raw: bytes, headers: Any, model: ModelConfig) -> UpstreamError:
+    message = ""
+    try:
+        err = orjson.loads(raw).get("error") or {}
+        message = err.get("message") or ""
+    except (orjson.JSONDecodeError, AttributeError):
+        message = raw[:200].decode("utf-8", "replace")
+    return upstream_failure(status, message, model, retry_after_seconds(headers))
+
+
+class OpenAIProvider(Provider):
+    """The OpenAI-compatible adapter."""
+
+    name = "openai"
+
+    def __init__(self, http: HttpClient) -> None:
+        self.http = http
+
+    def _headers(self, model: ModelConfig) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        cred = model.credential()
+        if cred:
+            headers["authorization"] = f"Bearer {cred}"
+        return headers
+
+    async def _post(self, path: str, body: dict, model: ModelConfig) -> dict[str, Any]:
+        url = f"{model.base_url}{path}"
+        async with self.http.first_byte(model):
+            try:
+                resp = await self.http.session.post(url, data=orjson.dumps(body), headers=self._headers(model),
+                                          timeout=self.http.timeout(model))
+            except aiohttp.ClientError as exc:
+                raise self.http.connection_error(exc, model) from None
+        async with resp:
+            try:
+                raw = await resp.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise self.http.connection_error(exc, model) from None
+            if resp.status >= 400:
+                raise _error_from_response(resp.status, raw, resp.headers, model)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(502, f"model {model.id}: upstream answered with invalid JSON",
+                                retryable=True) from None
+        data["model"] = model.id
+        return data
+
+    async def chat(self, req: ChatRequest, model: ModelConfig) -> dict[str, Any]:
+        return await self._post("/chat/completions", _body(req, model, False), model)
+
+    async def completion(self, req: ChatRequest, model: ModelConfig) -> dict[str, Any]:
+        return await self._post("/completions", _body(req, model, False), model)
+
+    def chat_stream(self, req: ChatRequest, model: ModelConfig) -> AsyncIterator[dict[str, Any]]:
+        return self._stream("/chat/completions", _body(req, model, True), model, req)
+
+    def completion_stream(self, req: ChatRequest, model: ModelConfig) -> AsyncIterator[dict[str, Any]]:
+        return self._stream("/completions", _body(req, model, True), model, req)
+
+    async def _stream(self, path: str, body: dict, model: ModelConfig,
+                      req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
+        url = f"{model.base_url}{path}"
+        usage: Usage | None = None
+        produced = 0  # content-bearing chunks seen, the fallback count if upstream sends no usage
+        async with self.http.first_byte(model):
+            try:
+                resp = await self.http.session.post(url, data=orjson.dumps(body),
+                                                    headers=self._headers(model),
+                                                    timeout=self.http.timeout(model))
+            except aiohttp.ClientError as exc:
+                raise self.http.connection_error(exc, model) from None
+        try:
+            if resp.status >= 400:
+                raw = await resp.read()
+                raise _error_from_response(resp.status, raw, resp.headers, model)
+            done = False
+            last_chunk: dict[str, Any] | None = None
+            try:
+                async for line in resp.content:
+                    if not line.startswith(b"data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        done = True
+                        break
+                    chunk = orjson.loads(data)
+                    if "error" in chunk:
+                        err = chunk["error"] or {}
+                        raise UpstreamError(
+                            502, f"model {model.id}: upstream error mid-stream: "
+                            f"{err.get('message', 'unknown error')}",
+                            usage=usage or Usage(completion_tokens=produced))
+                    chunk["model"] = model.id
+                    if chunk.get("usage"):
+                        usage = Usage.from_openai(chunk["usage"])
+                        if not chunk.get("choices"):
+                            last_chunk = chunk
+                            continue
+                        chunk = dict(chunk, usage=None)
+                    if chunk.get("choices"):
+                        produced += 1
+                    yield chunk
+            except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
+                raise UpstreamError(
+                    502, f"model {model.id}: upstream stream failed: {type(exc).__name__}",
+                    usage=usage or Usage(completion_tokens=produced)) from None
+            if not done:
+                raise UpstreamError(502, f"model {model.id}: upstream stream ended before "
+                                    "completion", usage=usage or Usage(completion_tokens=produced))
+            if usage is None:
+                usage = Usage(completion_tokens=produced)
+            final = last_chunk or {
+                "id": "", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": model.id, "choices": [],
+            }
+            final["usage"] = usage.to_openai()
+            yield final
+        finally:
+            resp.close()

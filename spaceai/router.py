@@ -1,0 +1,166 @@
+"""Routing: which deployment serves a request, with retries, fallbacks and cool-downs.
+
+A catalog model may have several deployments (``deployments:`` entries overriding base_url,
+api_key, upstream_model); the least busy one that is not cooling down is tried first. A
+retryable failure (connection error, timeout, 429, 5xx) is retried with exponential backoff
+and jitter, honouring Retry-After, then the model's ``fallbacks`` are tried in order. A stream
+is only retried before its first chunk: once a byte went to the client, a failure is final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from spaceai.catalog import Catalog, ModelConfig
+from spaceai.providers.base import Provider
+from spaceai.types import ChatRequest, GatewayError, UpstreamError
+
+_BASE_BACKOFF_S = 0.25
+_MAX_BACKOFF_S = 8.0
+_MAX_RETRY_AFTER_S = 30.0
+_COOLDOWN_S = 10.0
+_FAILS_TO_COOL = 3
+
+
+class Deployment:
+    """One way to reach a model, with its in-flight count and health."""
+
+    __slots__ = ("config", "in_flight", "failures", "cool_until")
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self.in_flight = 0
+        self.failures = 0
+        self.cool_until = 0.0
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+    def failed(self) -> None:
+        self.failures += 1
+        if self.failures >= _FAILS_TO_COOL:
+            self.cool_until = time.monotonic() + _COOLDOWN_S
+            self.failures = 0
+
+
+def _deployments(model: ModelConfig) -> list[Deployment]:
+    if not model.deployments:
+        return [Deployment(model)]
+    out = []
+    for d in model.deployments:
+        fields = {k: v for k, v in d.items() if k in ("base_url", "api_key", "upstream_model",
+                                                       "timeout_s", "connect_timeout_s",
+                                                       "first_byte_timeout_s")}
+        out.append(Deployment(dataclasses.replace(model, deployments=[], **fields)))
+    return out
+
+
+def backoff_delay(attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return min(retry_after, _MAX_RETRY_AFTER_S)
+    base = min(_MAX_BACKOFF_S, _BASE_BACKOFF_S * 2**attempt)
+    return base / 2 + random.random() * base / 2  # "equal jitter"
+
+
+class Router:
+    """Sends a request to the right provider, handling deployments, retries and fallbacks."""
+
+    def __init__(self, catalog: Catalog, providers: dict[str, Provider],
+                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+        self.catalog = catalog
+        self.providers = providers
+        self.sleep = sleep
+        self._deployments = {m.id: _deployments(m) for m in catalog}
+
+    def candidates(self, model: ModelConfig) -> list[ModelConfig]:
+        """The model, then its fallbacks, in order (without repeats)."""
+        seen, out = set(), []
+        for mid in [model.id, *model.fallbacks]:
+            m = self.catalog.get(mid)
+            if m is not None and mid not in seen:
+                seen.add(mid)
+                out.append(m)
+        return out
+
+    def _pick(self, model: ModelConfig, tried: set[int]) -> Deployment:
+        deps = self._deployments[model.id]
+        if len(deps) == 1:
+            return deps[0]
+        now = time.monotonic()
+        fresh = [d for d in deps if id(d) not in tried] or deps
+        healthy = [d for d in fresh if d.cool_until <= now] or fresh
+        return min(healthy, key=lambda d: d.in_flight)
+
+    async def _attempts(self, model: ModelConfig, call: Callable[[Provider, ModelConfig], Any],
+                        on_retry: Callable[[UpstreamError], None] | None = None):
+        """Run ``call`` on deployments of the model and its fallbacks until one succeeds."""
+        last: GatewayError | None = None
+        for candidate in self.candidates(model):
+            missing = candidate.missing_credential()
+            if missing:
+                last = GatewayError(503, f"model {candidate.id} is not configured: set {missing}",
+                                    type="service_unavailable", code="model_not_configured")
+                continue
+            provider = self.providers[candidate.provider]
+            tried: set[int] = set()
+            for attempt in range(candidate.max_retries + 1):
+                dep = self._pick(candidate, tried)
+                tried.add(id(dep))
+                dep.in_flight += 1
+                try:
+                    result = await call(provider, dep.config)
+                except UpstreamError as exc:
+                    dep.failed()
+                    last = exc
+                    if on_retry is not None:
+                        on_retry(exc)
+                    if not exc.retryable:
+                        raise
+                    if attempt < candidate.max_retries:
+                        await self.sleep(backoff_delay(attempt, exc.retry_after))
+                    continue
+                finally:
+                    dep.in_flight -= 1
+                dep.succeeded()
+                return candidate, result
+        assert last is not None
+        raise last
+
+    async def complete(self, req: ChatRequest, model: ModelConfig,
+                       on_retry: Callable[[UpstreamError], None] | None = None
+                       ) -> tuple[ModelConfig, dict[str, Any]]:
+        """A non-streaming answer: (the model that served it, the OpenAI-shaped body)."""
+        if req.prompt is not None:
+            return await self._attempts(model, lambda p, m: p.completion(req, m), on_retry)
+        return await self._attempts(model, lambda p, m: p.chat(req, m), on_retry)
+
+    async def open_stream(self, req: ChatRequest, model: ModelConfig,
+                          on_retry: Callable[[UpstreamError], None] | None = None
+                          ) -> tuple[ModelConfig, dict[str, Any], AsyncIterator[dict[str, Any]]]:
+        """Start a stream: (model serving it, its first chunk, the iterator of the rest).
+
+        Retries and fallbacks happen here, before anything reached the client.
+        """
+
+        async def first(provider: Provider, m: ModelConfig):
+            if req.prompt is not None:
+                it = provider.completion_stream(req, m)
+            else:
+                it = provider.chat_stream(req, m)
+            try:
+                chunk = await it.__anext__()
+            except StopAsyncIteration:
+                raise UpstreamError(502, f"model {m.id}: upstream sent an empty stream",
+                                    retryable=True) from None
+            except BaseException:
+                await it.aclose()
+                raise
+            return chunk, it
+
+        served, (chunk, it) = await self._attempts(model, first, on_retry)
+        return served, chunk, it

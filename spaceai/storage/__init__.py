@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy tables and Alembic migrations (SQLite by default, PostgreSQL too)."""

@@ -1,0 +1,61 @@
+"""Keys and the usage ledger.
+
+Revision ID: 0001
+Revises:
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=True),
+        sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("prefix", sa.String(32), nullable=False),
+        sa.Column("models", sa.JSON, nullable=True),
+        sa.Column("budget_nanos", sa.BigInteger, nullable=True),
+        sa.Column("budget_period", sa.String(16), nullable=True),
+        sa.Column("spend_nanos", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("period_start", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("rpm", sa.Integer, nullable=True),
+        sa.Column("tpm", sa.Integer, nullable=True),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
+        "usage",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                  autoincrement=True),
+        sa.Column("request_id", sa.String(64), nullable=False),
+        sa.Column("key_id", sa.String(32), nullable=True),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("provider", sa.String(32), nullable=False),
+        sa.Column("endpoint", sa.String(64), nullable=False),
+        sa.Column("prompt_tokens", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("completion_tokens", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("cached_tokens", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("cost_nanos", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("status", sa.String(32), nullable=False),
+        sa.Column("http_status", sa.Integer, nullable=False),
+        sa.Column("error", sa.String(500), nullable=True),
+        sa.Column("streamed", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("latency_ms", sa.Float, nullable=False, server_default="0"),
+        sa.Column("ttft_ms", sa.Float, nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_usage_key_created", "usage", ["key_id", "created_at"])
+    op.create_index("ix_usage_created", "usage", ["created_at"])
+    op.create_index("ix_usage_model_created", "usage", ["model", "created_at"])
+
+
+def downgrade() -> None:
+    op.drop_table("usage")
+    op.drop_table("api_keys")

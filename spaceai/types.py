@@ -1,0 +1,127 @@
+"""The one internal representation every edge translates to and from.
+
+A chat request is kept in OpenAI's shape (messages are OpenAI message dicts) because that is
+the gateway's main surface; the Anthropic adapters translate to and from it exactly once.
+A stream is a sequence of OpenAI ``chat.completion.chunk`` dicts; the last one a provider
+yields carries ``usage`` (with ``choices: []``), whether or not the client asked for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts of one request, as the model or upstream reported them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens served from a prompt cache (subset of prompt_tokens)
+    cache_creation_tokens: int = 0  # prompt tokens written to a prompt cache (Anthropic)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_openai(self, cost: float | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.cached_tokens or self.cache_creation_tokens:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+            if self.cache_creation_tokens:
+                out["prompt_tokens_details"]["cache_creation_tokens"] = self.cache_creation_tokens
+        if cost is not None:
+            out["cost"] = cost
+        return out
+
+    @classmethod
+    def from_openai(cls, data: dict[str, Any] | None) -> Usage:
+        if not data:
+            return cls()
+        details = data.get("prompt_tokens_details") or {}
+        return cls(
+            prompt_tokens=int(data.get("prompt_tokens") or 0),
+            completion_tokens=int(data.get("completion_tokens") or 0),
+            cached_tokens=int(details.get("cached_tokens") or 0),
+            cache_creation_tokens=int(details.get("cache_creation_tokens") or 0),
+        )
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A validated chat (or legacy text) completion request.
+
+    ``params`` holds every other OpenAI parameter the client sent, already validated
+    (temperature is always present, defaulting to 0.7; ``stop`` is always a list when set).
+    For a legacy ``/v1/completions`` request ``prompt`` is set and ``messages`` is empty.
+    """
+
+    model: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any] = field(default_factory=dict)
+    stream: bool = False
+    include_usage: bool = False
+    prompt: str | None = None
+
+    @property
+    def max_tokens(self) -> int | None:
+        return self.params.get("max_completion_tokens") or self.params.get("max_tokens")
+
+
+class GatewayError(Exception):
+    """An error answered to the client in OpenAI's shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class UpstreamError(GatewayError):
+    """A failure talking to a provider.
+
+    ``retryable`` says whether another try (same or another deployment) may succeed;
+    ``retry_after`` is the upstream's Retry-After in seconds, when it sent one.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "upstream_error",
+        code: str | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        super().__init__(status, message, type=type, code=code)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.usage = usage or Usage()
