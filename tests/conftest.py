@@ -21,3 +21,40 @@ def local_gateway(tmp_path):
     """A gateway with the built-in catalog (local model included), SQLite in tmp_path."""
     with GatewayServer(tmp_path) as gw:
         yield gw
+
+
+@pytest.fixture
+def fake_openai():
+    from fakes.upstream import FakeOpenAI
+
+    fake = FakeOpenAI()
+    fake.start_in_thread()
+    yield fake
+    fake.stop_thread()
+
+
+@pytest.fixture
+def fake_anthropic():
+    from fakes.upstream import FakeAnthropic
+
+    fake = FakeAnthropic()
+    fake.start_in_thread()
+    yield fake
+    fake.stop_thread()
+
+
+def openai_model(fake, id="gpt-4o", **extra):
+    """A catalog entry routing ``id`` to the fake OpenAI upstream."""
+    return {"id": id, "provider": "openai", "upstream_model": extra.pop("upstream_model", id),
+            "base_url": fake.base_url, "api_key": fake.api_key, "owned_by": "openai-internal",
+            "capabilities": ["chat", "completions"],
+            "pricing": {"input": 0.00003, "output": 0.00006}, "max_retries": 0, **extra}
+
+
+def anthropic_model(fake, id="claude-3.5-sonnet", **extra):
+    """A catalog entry routing ``id`` to the fake Anthropic upstream."""
+    return {"id": id, "provider": "anthropic",
+            "upstream_model": extra.pop("upstream_model", "claude-3-5-sonnet-latest"),
+            "base_url": fake.base_url, "api_key": fake.api_key, "owned_by": "anthropic",
+            "capabilities": ["chat"], "pricing": {"input": 0.00002, "output": 0.00005},
+            "max_output_tokens": 1024, "max_retries": 0, **extra}

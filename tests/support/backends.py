@@ -1,0 +1,37 @@
+"""The real databases and Redis of this machine, for the metering and limits tests.
+
+``postgres_url()`` makes a fresh database (dropped by ``drop_database``) so runs never
+collide; Redis state is per key id, and key ids are random, so tests share Redis db 15.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+import psycopg
+
+PG_ADMIN = os.environ.get("SPACEAI_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SPACEAI_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def postgres_url() -> str:
+    """A new empty PostgreSQL database's URL."""
+    name = "spaceai_t_" + secrets.token_hex(6)
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def priced_model(fake: Any, id: str = "gpt-4o", **extra: Any) -> dict[str, Any]:
+    """A catalog entry routing ``id`` to a fake OpenAI upstream, at gpt-4o's seed prices."""
+    return {"id": id, "provider": "openai", "upstream_model": id, "base_url": fake.base_url,
+            "api_key": fake.api_key, "capabilities": ["chat", "completions"],
+            "pricing": {"input": 0.00003, "output": 0.00006}, "max_retries": 0, **extra}
