@@ -9,7 +9,7 @@ from spaceai.auth import KeyCache
 from spaceai.catalog import Catalog
 from spaceai.config import Settings
 from spaceai.keys import KeyStore
-from spaceai.limits import Control
+from spaceai.limits import Control, build_control
 from spaceai.metering.ledger import Ledger
 from spaceai.providers.base import Provider
 from spaceai.providers.http import HttpClient
@@ -46,7 +46,7 @@ class Gateway:
         self.http = HttpClient()
         self.providers = build_providers(self.http, settings)
         self.router = Router(self.catalog, self.providers)
-        self.control: Control = Control()
+        self.control: Control = build_control(settings, self.engine, self.ledger)
         self.ready = False
 
     async def start(self) -> None:

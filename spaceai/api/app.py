@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from spaceai.api import admin, completions, health, models
 from spaceai.api.http import ClientGone, Request, Response, error_response, json_response
+from spaceai.api.metrics import metrics_endpoint
 from spaceai.api.openapi import openapi_response
 from spaceai.api.pages import docs_page, static_file
 from spaceai.config import Settings
@@ -31,6 +32,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/admin/usage"): admin.usage_report,
     ("GET", "/health/live"): health.live,
     ("GET", "/health/ready"): health.ready,
+    ("GET", "/metrics"): metrics_endpoint,
     ("GET", "/openapi.json"): openapi_response,
     ("GET", "/"): docs_page,
 }

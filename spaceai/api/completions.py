@@ -13,7 +13,7 @@ from spaceai.api.validation import parse_chat, parse_completion
 from spaceai.auth import authorize_model, bearer_token
 from spaceai.catalog import ModelConfig
 from spaceai.gateway import Gateway
-from spaceai.metering.meter import Meter, status_of, usd, usd_header
+from spaceai.metering.meter import Meter, record_refusal, status_of, usd, usd_header
 from spaceai.types import ChatRequest, GatewayError, UpstreamError, Usage
 
 
@@ -42,7 +42,11 @@ async def _complete(gw: Gateway, request: Request, parse, capability: str,  # no
     key = await gw.key_cache.authenticate(bearer_token(request.header(b"authorization")))
     req: ChatRequest = parse(await request.json(gw.settings.max_body_bytes))
     model = authorize_model(key, req.model, gw.catalog, capability)
-    admission = await gw.control.admit(key, model, req)
+    try:
+        admission = await gw.control.admit(key, model, req)
+    except GatewayError as exc:
+        record_refusal(gw.ledger, request.request_id, key, model, req, endpoint, started, exc)
+        raise
     meter = Meter(gw.ledger, gw.control, request.request_id, key, model, req, admission, endpoint,
                   started)
     headers = list(admission.headers)

@@ -3,15 +3,26 @@
 ``Control.admit`` runs before the provider is called and may refuse with a 429; it returns an
 :class:`Admission` that ``Control.settle`` closes exactly once with the real usage and cost,
 however the request ended.
+
+Two implementations: :mod:`spaceai.limits.local` (one process, plain integers) and
+:mod:`spaceai.limits.shared` (any number of processes, one atomic Lua call in Redis per
+admission). :func:`build_control` picks one from the settings.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from spaceai.catalog import ModelConfig
 from spaceai.keys import KeyRecord
 from spaceai.types import ChatRequest
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from spaceai.config import Settings
+    from spaceai.metering.ledger import Ledger
 
 
 @dataclass(slots=True)
@@ -20,6 +31,9 @@ class Admission:
     reserved_nanos: int = 0
     reserved_tokens: int = 0
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    id: str = ""
+    period: str = "all"  # the budget period the reservation was taken in
+    handle: Any = None  # the implementation's own bookkeeping for settle
 
 
 class Control:
@@ -39,3 +53,14 @@ class Control:
 
     async def spend_nanos(self, key: KeyRecord) -> int:
         return key.spend_nanos
+
+
+def build_control(settings: Settings, engine: sa.Engine, ledger: Ledger) -> Control:
+    """Redis-backed limits when ``settings.redis_url`` is set, else in-process ones."""
+    if settings.redis_url:
+        from spaceai.limits.shared import RedisControl
+
+        return RedisControl(settings.redis_url, engine, ledger)
+    from spaceai.limits.local import LocalControl
+
+    return LocalControl(engine, ledger)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from spaceai import metrics
 from spaceai.catalog import ModelConfig
 from spaceai.keys import KeyRecord
 from spaceai.limits import Admission, Control
@@ -64,6 +65,7 @@ class Meter:
         self.first_token_at: float | None = None
         self.done = False
         self.cost = 0
+        metrics.request_started()
 
     def first_token(self) -> None:
         if self.first_token_at is None:
@@ -98,4 +100,21 @@ class Meter:
             ttft_ms=(self.first_token_at - self.started) * 1000 if self.first_token_at else None,
         ))
         await self.control.settle(self.admission, usage.total_tokens, self.cost)
+        metrics.request_finished(
+            served.id, status, usage.prompt_tokens, usage.completion_tokens, usd(self.cost),
+            now - self.started,
+            self.first_token_at - self.started if self.first_token_at else None)
         return self.cost
+
+
+def record_refusal(ledger: Ledger, request_id: str, key: KeyRecord, model: ModelConfig,
+                   req: ChatRequest, endpoint: str, started: float, err: GatewayError) -> None:
+    """The ledger row (and metrics) of a request refused at admission: it cost nothing."""
+    refused = err.status == 429
+    ledger.record(UsageRecord(
+        request_id=request_id, key_id=key.id, model=model.id, provider=model.provider,
+        endpoint=endpoint, status="refused" if refused else "error", http_status=err.status,
+        error=err.message[:500], streamed=req.stream,
+        latency_ms=(time.perf_counter() - started) * 1000))
+    if refused:
+        metrics.request_refused(model.id, err.code, err.type)
