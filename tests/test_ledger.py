@@ -1,0 +1,223 @@
+"""The usage ledger: one row per request however it ends, nothing lost on SIGTERM, and the
+usage API, the CLI and /v1/key agreeing to the cent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import yaml
+from fakes.upstream import Error, FakeOpenAI, Hang, Reply, SlowStream
+from support.backends import REDIS_URL, drop_database, postgres_url, priced_model
+from support.server import ADMIN_KEY, GatewayServer, free_port
+
+PROMPT = [{"role": "user", "content": "Say hello to the budget test please"}]
+N = 3  # requests of each kind
+CLI = [sys.executable, "-m", "spaceai"]
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    url = postgres_url()
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture
+def fake():
+    fake = FakeOpenAI()
+    fake.start_in_thread()
+    yield fake
+    fake.stop_thread()
+
+
+def _chat(gw: GatewayServer, secret: str, **body) -> httpx.Response:
+    return httpx.post(gw.api_url + "/chat/completions", headers={"Authorization": f"Bearer {secret}"},
+                      json={"model": "gpt-4o", "messages": PROMPT, "max_tokens": 50, **body},
+                      timeout=30)
+
+
+def _disconnect_mid_stream(gw: GatewayServer, secret: str) -> int:
+    """Read two content chunks of a stream, then hang up; the chunks read."""
+    seen = 0
+    with httpx.stream("POST", gw.api_url + "/chat/completions",
+                      headers={"Authorization": f"Bearer {secret}"},
+                      json={"model": "gpt-4o", "messages": PROMPT, "max_tokens": 50,
+                            "stream": True}, timeout=30) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if not line.startswith("data: {"):
+                continue
+            choices = json.loads(line[6:]).get("choices") or [{}]
+            if choices[0].get("delta", {}).get("content"):
+                seen += 1
+                if seen == 2:
+                    break
+    return seen
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres+redis"])
+def test_every_ending_writes_exactly_one_row_with_its_tokens(tmp_path, fake, pg_url, backend):
+    models = [priced_model(fake), priced_model(fake, id="slow", upstream_model="gpt-4o",
+                                               timeout_s=0.3)]
+    shared = {"database_url": pg_url, "redis_url": REDIS_URL} if backend != "sqlite" else {}
+    with GatewayServer(tmp_path, models=models, **shared) as gw:
+        secret = gw.create_key(budget=5)
+        key_id = httpx.get(gw.api_url + "/key",
+                           headers={"Authorization": f"Bearer {secret}"}).json()["id"]
+        for _ in range(N):
+            assert _chat(gw, secret).status_code == 200
+            assert _chat(gw, secret, stream=True).status_code == 200
+            fake.script(Error(500, message="boom"))
+            assert _chat(gw, secret).status_code == 502
+            fake.script(SlowStream(delay_per_chunk=0.05, chunks=40))
+            assert _disconnect_mid_stream(gw, secret) == 2
+            fake.script(Hang(seconds=2))
+            r = _chat(gw, secret, model="slow")
+            assert r.status_code == 504
+        gw.flush_ledger()
+        deadline = time.monotonic() + 5
+        while gw.usage_rows(key=key_id)["totals"]["requests"] < 5 * N:
+            assert time.monotonic() < deadline, "a disconnected stream was never recorded"
+            time.sleep(0.05)
+        report = gw.usage_rows(key=key_id, limit=100)
+        rows = report["data"]
+        assert len(rows) == 5 * N == report["totals"]["requests"]
+        assert len({r["request_id"] for r in rows}) == 5 * N
+
+        def kind(status, streamed, model="gpt-4o"):
+            return [r for r in rows
+                    if (r["status"], r["streamed"], r["model"]) == (status, streamed, model)]
+
+        for row in kind("ok", False) + kind("ok", True):
+            assert (row["prompt_tokens"], row["completion_tokens"]) == (10, 3)
+            assert Decimal(str(row["cost"])) == Decimal("0.00048")
+        assert len(kind("ok", False)) == len(kind("ok", True)) == N
+        assert len(errors := kind("upstream_error", False)) == N
+        assert all(r["http_status"] == 502 and r["completion_tokens"] == 0 for r in errors)
+        assert len(gone := kind("client_disconnected", True)) == N
+        for row in gone:  # billed for what upstream produced before the hang-up
+            assert 2 <= row["completion_tokens"] < 40 and row["prompt_tokens"] == 15
+            assert row["ttft_ms"] is not None
+        assert len(timeouts := kind("timeout", False, "slow")) == N
+        assert all(r["http_status"] == 504 for r in timeouts)
+        # every reservation was settled exactly once: spend is exactly the ledger's sum
+        spend = httpx.get(gw.api_url + "/key",
+                          headers={"Authorization": f"Bearer {secret}"}).json()["spend"]
+        assert Decimal(str(spend)) == Decimal(str(report["totals"]["cost"]))
+        control = gw.gateway.control
+        if hasattr(control, "outstanding_nanos"):
+            assert control.outstanding_nanos(key_id) == 0
+
+
+def _env(tmp_path: Path, fake: FakeOpenAI, **extra: str) -> dict[str, str]:
+    config = tmp_path / "catalog.yaml"
+    config.write_text(yaml.safe_dump({"models": [priced_model(fake)]}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPACEAI_")}
+    env.update(SPACEAI_CONFIG=str(config), SPACEAI_ADMIN_KEY=ADMIN_KEY,
+               SPACEAI_DATABASE_URL=f"sqlite:///{tmp_path}/spaceai.db", **extra)
+    return env
+
+
+def _cli(env: dict[str, str], *args: str) -> dict:
+    out = subprocess.run([*CLI, *args, "--json"], env=env, capture_output=True, text=True,
+                         timeout=60, check=True)
+    return json.loads(out.stdout)
+
+
+def _wait_up(url: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "server exited"
+        try:
+            if httpx.get(url + "/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("spaceai serve did not become ready")
+
+
+def test_sigterm_during_load_loses_no_row(tmp_path, fake):
+    # rows stay queued (flush every 30 s) until the shutdown drains them
+    env = _env(tmp_path, fake, SPACEAI_LEDGER_FLUSH_S="30")
+    secret = _cli(env, "keys", "create", "--name", "load")["key"]
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_up(url, proc)
+        fake.script(*[Reply(delay=0.5)] * 60)
+
+        client = httpx.Client(limits=httpx.Limits(max_connections=60), timeout=30)
+
+        def one(_: int) -> str | None:
+            try:
+                r = client.post(url + "/v1/chat/completions",
+                               headers={"Authorization": f"Bearer {secret}"},
+                                json={"model": "gpt-4o", "messages": PROMPT, "max_tokens": 5})
+            except httpx.HTTPError:
+                return None
+            return r.headers["x-request-id"] if r.status_code == 200 else None
+
+        with ThreadPoolExecutor(60) as pool:
+            futures = [pool.submit(one, i) for i in range(60)]
+            deadline = time.monotonic() + 10
+            while len(fake.requests) < 60 and time.monotonic() < deadline:
+                time.sleep(0.01)  # until every request is waiting on the upstream
+            proc.send_signal(signal.SIGTERM)
+            answered = {f.result() for f in futures} - {None}
+        client.close()
+        assert proc.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once done
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert len(answered) == 60  # graceful: in-flight requests finish
+    engine = sa.create_engine(env["SPACEAI_DATABASE_URL"])
+    with engine.connect() as conn:
+        recorded = {r[0] for r in conn.execute(sa.text("SELECT request_id FROM usage"))}
+        spend = conn.execute(sa.text("SELECT spend_nanos FROM api_keys")).scalar()
+    assert answered <= recorded and len(recorded) == 60
+    assert spend == 60 * 480_000
+
+
+def test_usage_api_cli_and_own_key_agree_to_the_cent(tmp_path, fake):
+    env = _env(tmp_path, fake)
+    with GatewayServer(tmp_path, models=[priced_model(fake), priced_model(fake, id="mini")],
+                       database_url=env["SPACEAI_DATABASE_URL"]) as gw:
+        secret = gw.create_key(name="a")
+        other = gw.create_key(name="b")
+        auth = {"Authorization": f"Bearer {secret}"}
+        costs = []
+        for i in range(5):
+            r = _chat(gw, secret, model="mini" if i % 2 else "gpt-4o", max_tokens=5)
+            costs.append(Decimal(r.headers["x-spaceai-cost"]))
+        _chat(gw, other)
+        key = httpx.get(gw.api_url + "/key", headers=auth).json()
+        assert Decimal(str(key["spend"])) == sum(costs)
+        api = gw.usage_rows(key=key["id"])
+        assert Decimal(str(api["totals"]["cost"])) == sum(costs) and api["totals"]["requests"] == 5
+        cli = _cli(env, "usage", "--key", key["id"])
+        assert cli["totals"] == api["totals"]
+        assert Decimal(str(_cli(env, "keys", "list")["data"][0]["spend"])) == sum(costs)
+        # filters and pages
+        assert gw.usage_rows(key=key["id"], model="mini")["totals"]["requests"] == 2
+        assert gw.usage_rows(since="2999-01-01")["totals"]["requests"] == 0
+        assert gw.usage_rows()["totals"]["requests"] == 6
+        first = gw.usage_rows(key=key["id"], limit=2)
+        second = gw.usage_rows(key=key["id"], limit=2, offset=2)
+        third = gw.usage_rows(key=key["id"], limit=2, offset=4)
+        assert first["has_more"] and second["has_more"] and not third["has_more"]
+        ids = [r["id"] for page in (first, second, third) for r in page["data"]]
+        assert len(ids) == len(set(ids)) == 5
