@@ -10,6 +10,7 @@ import yaml
 
 PROVIDERS = ("openai", "anthropic", "local")
 LOCAL_CHAT_MODEL = "smollm2-135m-instruct"
+LOCAL_EMBEDDING_MODEL = "all-minilm-l6-v2"
 
 # created timestamps are fixed so /v1/models is stable across restarts
 _CREATED = 1677858242
@@ -161,6 +162,14 @@ BUILTIN: list[dict[str, Any]] = [
         "capabilities": ["chat", "completions"],
         "pricing": {"input": 0, "output": 0},
         "context_window": 8192,
+    },
+    {
+        "id": LOCAL_EMBEDDING_MODEL,
+        "provider": "local",
+        "owned_by": "spaceai",
+        "capabilities": ["embeddings"],
+        "pricing": {"input": 0, "output": 0},
+        "context_window": 256,
     },
 ]
 

@@ -131,6 +131,12 @@ class Router:
         assert last is not None
         raise last
 
+    async def run(self, model: ModelConfig, call: Callable[[Provider, ModelConfig], Any],
+                  on_retry: Callable[[UpstreamError], None] | None = None
+                  ) -> tuple[ModelConfig, Any]:
+        """Any provider call, with deployments, retries and fallbacks: (served model, result)."""
+        return await self._attempts(model, call, on_retry)
+
     async def complete(self, req: ChatRequest, model: ModelConfig,
                        on_retry: Callable[[UpstreamError], None] | None = None
                        ) -> tuple[ModelConfig, dict[str, Any]]:

@@ -73,6 +73,22 @@ class ChatRequest:
         return self.params.get("max_completion_tokens") or self.params.get("max_tokens")
 
 
+@dataclass(slots=True)
+class EmbeddingRequest:
+    """A validated embeddings request. ``inputs`` is always a list: strings, or token-id lists."""
+
+    model: str
+    inputs: list[str | list[int]]
+    encoding_format: str = "float"  # what the client wants back: float or base64
+    dimensions: int | None = None
+    user: str | None = None
+
+    def for_metering(self) -> ChatRequest:
+        """The request as budgets and meters see one: all of it prompt, no output."""
+        text = "\n".join(i if isinstance(i, str) else " " * (4 * len(i)) for i in self.inputs)
+        return ChatRequest(model=self.model, messages=[], params={"max_tokens": 1}, prompt=text)
+
+
 class GatewayError(Exception):
     """An error answered to the client in OpenAI's shape."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from spaceai.api import admin, completions, health, models
+from spaceai.api import admin, completions, embeddings, health, messages, models
 from spaceai.api.http import ClientGone, Request, Response, error_response, json_response
 from spaceai.api.metrics import metrics_endpoint
 from spaceai.api.openapi import openapi_response
@@ -25,6 +25,9 @@ Handler = Callable[[Gateway, Request], Awaitable[object]]
 ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "/v1/chat/completions"): completions.chat_completions,
     ("POST", "/v1/completions"): completions.completions,
+    ("POST", "/v1/messages"): messages.messages,
+    ("POST", "/v1/messages/count_tokens"): messages.count_tokens,
+    ("POST", "/v1/embeddings"): embeddings.embeddings,
     ("GET", "/v1/models"): models.list_models,
     ("GET", "/v1/key"): admin.own_key,
     ("GET", "/admin/keys"): admin.list_keys,

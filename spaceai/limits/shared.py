@@ -44,6 +44,7 @@ from spaceai.types import ChatRequest, GatewayError
 log = logging.getLogger("spaceai.limits")
 
 _MONTHLY_TTL_S = 40 * 86400
+_MAX_CONNECTIONS = 64
 
 # KEYS: 1 spend, 2 reserved total, 3 reservations (id -> nanos), 4 reservation deadlines,
 #       5 window (id -> admitted at ms), 6 window tokens (id -> tokens), 7 window token total
@@ -160,8 +161,11 @@ class RedisControl(Control):
         self.url = url
         self.engine = engine
         self.ledger = ledger
-        self.redis = aioredis.Redis.from_url(url, decode_responses=False,
-                                             socket_connect_timeout=2.0, socket_timeout=5.0)
+        # a bounded pool that makes a burst wait for a connection rather than fail
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=_MAX_CONNECTIONS, timeout=5.0, socket_connect_timeout=2.0,
+            socket_timeout=5.0)
+        self.redis = aioredis.Redis(connection_pool=pool)
         self._admit = self.redis.register_script(ADMIT)
         self._settle = self.redis.register_script(SETTLE)
         self._pending: list[tuple[list[str], list]] = []

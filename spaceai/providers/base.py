@@ -7,7 +7,10 @@ A provider turns a :class:`~spaceai.types.ChatRequest` into an OpenAI-shaped ans
   ``choices`` is empty and whose ``usage`` holds the counts (always, whether or not the client
   asked for it: the gateway hides it from clients that did not);
 * ``completion`` / ``completion_stream`` do the same for legacy text completions
-  (``text_completion`` objects) for models with the ``completions`` capability.
+  (``text_completion`` objects) for models with the ``completions`` capability;
+* ``embeddings`` returns an OpenAI ``list`` of ``embedding`` objects (each ``embedding`` a list
+  of floats, a base64 string as the request's ``encoding_format`` asked, or a numpy vector)
+  with ``usage.prompt_tokens``, for models with the ``embeddings`` capability.
 
 Failures raise :class:`~spaceai.types.UpstreamError`. A stream that fails after it started
 raises it from the iterator, with ``usage`` set to what was produced so far. Closing the
@@ -20,7 +23,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from spaceai.catalog import ModelConfig
-from spaceai.types import ChatRequest, GatewayError
+from spaceai.types import ChatRequest, EmbeddingRequest, GatewayError
 
 
 class Provider:
@@ -47,3 +50,6 @@ class Provider:
         self, req: ChatRequest, model: ModelConfig
     ) -> AsyncIterator[dict[str, Any]]:
         raise GatewayError(400, f"model {model.id} does not support /v1/completions", param="model")
+
+    async def embeddings(self, req: EmbeddingRequest, model: ModelConfig) -> dict[str, Any]:
+        raise GatewayError(400, f"model {model.id} does not support /v1/embeddings", param="model")

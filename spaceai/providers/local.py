@@ -35,7 +35,8 @@ from typing import Any
 
 from spaceai.catalog import ModelConfig
 from spaceai.providers.base import Provider
-from spaceai.types import ChatRequest, GatewayError, UpstreamError, Usage
+from spaceai.providers.local_embeddings import LocalEmbedder
+from spaceai.types import ChatRequest, EmbeddingRequest, GatewayError, UpstreamError, Usage
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,7 @@ class LocalProvider(Provider):
         self._idle = threading.Condition(self._active_lock)
         self._cancels: set[threading.Event] = set()
         self._closed = False
+        self.embedder = LocalEmbedder()  # local models with the embeddings capability
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -178,6 +180,7 @@ class LocalProvider(Provider):
 
     async def close(self) -> None:
         self._closed = True
+        await self.embedder.close()
         for ev in list(self._cancels):
             ev.set()
         engines = list(self._engines.values())
@@ -337,6 +340,10 @@ class LocalProvider(Provider):
             cancel.set()
             future.cancel()  # not started yet (all workers busy): never starts
             self._cancels.discard(cancel)
+
+    async def embeddings(self, req: EmbeddingRequest, model: ModelConfig) -> dict[str, Any]:
+        """Served by :mod:`spaceai.providers.local_embeddings`, not by llama.cpp."""
+        return await self.embedder.embeddings(req, model)
 
     # ---------------------------------------------------------------- chat
 

@@ -18,7 +18,7 @@ import orjson
 from spaceai.catalog import ModelConfig
 from spaceai.providers.base import Provider
 from spaceai.providers.http import HttpClient, retry_after_seconds, upstream_failure
-from spaceai.types import ChatRequest, UpstreamError, Usage
+from spaceai.types import ChatRequest, EmbeddingRequest, UpstreamError, Usage
 
 
 def _body(req: ChatRequest, model: ModelConfig, stream: bool) -> dict[str, Any]:
@@ -87,6 +87,15 @@ class OpenAIProvider(Provider):
 
     async def completion(self, req: ChatRequest, model: ModelConfig) -> dict[str, Any]:
         return await self._post("/completions", _body(req, model, False), model)
+
+    async def embeddings(self, req: EmbeddingRequest, model: ModelConfig) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model.upstream_model, "input": req.inputs,
+                                "encoding_format": req.encoding_format}
+        if req.dimensions is not None:
+            body["dimensions"] = req.dimensions
+        if req.user is not None:
+            body["user"] = req.user
+        return await self._post("/embeddings", body, model)
 
     def chat_stream(self, req: ChatRequest, model: ModelConfig) -> AsyncIterator[dict[str, Any]]:
         return self._stream("/chat/completions", _body(req, model, True), model, req)

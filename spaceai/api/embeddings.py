@@ -1,0 +1,120 @@
+"""POST /v1/embeddings: OpenAI's embeddings API for models with the ``embeddings`` capability.
+
+``input`` is a string, a list of strings, a token array or a list of token arrays;
+``encoding_format`` is ``float`` or ``base64`` (little-endian float32, what the ``openai`` SDK
+asks for by default); ``dimensions`` shortens the vectors where the model allows it. Admission,
+budgets and metering are the chat path's (:mod:`spaceai.api.metered`): the prompt tokens are
+billed at the model's input price, the cost answered in ``x-spaceai-cost`` and ``usage.cost``.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+from typing import Any
+
+from spaceai.api import metered
+from spaceai.api.http import Request, Response, json_response
+from spaceai.auth import bearer_token
+from spaceai.catalog import ModelConfig
+from spaceai.gateway import Gateway
+from spaceai.metering.meter import usd
+from spaceai.providers.base import Provider
+from spaceai.types import EmbeddingRequest, GatewayError, Usage
+
+ENDPOINT = "/v1/embeddings"
+MAX_INPUTS = 2048
+
+
+def _bad(message: str, param: str) -> GatewayError:
+    return GatewayError(400, message, param=param, code="invalid_value")
+
+
+def _is_tokens(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(t, int) and not isinstance(t, bool) for t in value)
+
+
+def parse_embeddings(body: Any) -> EmbeddingRequest:
+    """Validate an OpenAI embeddings body; a 400 naming the parameter on bad input."""
+    if not isinstance(body, dict):
+        raise GatewayError(400, "The request body must be a JSON object.", code="invalid_json")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise GatewayError(400, "Missing required parameter: 'model'.", param="model",
+                           code="missing_required_parameter")
+    if "input" not in body:
+        raise GatewayError(400, "Missing required parameter: 'input'.", param="input",
+                           code="missing_required_parameter")
+    raw = body["input"]
+    if isinstance(raw, str) or _is_tokens(raw):
+        inputs: list[Any] = [raw]
+    elif isinstance(raw, list) and raw and all(isinstance(i, str) for i in raw):
+        inputs = list(raw)
+    elif isinstance(raw, list) and raw and all(_is_tokens(i) for i in raw):
+        inputs = list(raw)
+    else:
+        raise _bad("'input' must be a non-empty string, a list of strings, an array of token "
+                   "ids or a list of such arrays.", "input")
+    if any(i == "" for i in inputs):
+        raise _bad("'input' must not contain empty strings.", "input")
+    if len(inputs) > MAX_INPUTS:
+        raise _bad(f"'input' has {len(inputs)} items; at most {MAX_INPUTS} are allowed.", "input")
+    fmt = body.get("encoding_format")
+    fmt = "float" if fmt is None else fmt
+    if fmt not in ("float", "base64"):
+        raise _bad(f"Invalid value for 'encoding_format': {fmt!r}. Expected 'float' or "
+                   "'base64'.", "encoding_format")
+    dims = body.get("dimensions")
+    if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 1):
+        raise _bad(f"Invalid value for 'dimensions': {dims!r}. Must be a positive integer.",
+                   "dimensions")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise _bad("'user' must be a string.", "user")
+    return EmbeddingRequest(model=model, inputs=inputs, encoding_format=fmt, dimensions=dims,
+                            user=user)
+
+
+def encode_vector(vector: Any, fmt: str) -> list[float] | str:
+    """One vector (float list, numpy row or base64 string) in the client's format."""
+    if isinstance(vector, str):
+        if fmt == "base64":
+            return vector
+        raw = base64.b64decode(vector)
+        return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    if hasattr(vector, "tolist"):  # a numpy row from the local model
+        if fmt == "base64":
+            return base64.b64encode(vector.astype("<f4").tobytes()).decode()
+        return vector.tolist()
+    if fmt == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return list(vector)
+
+
+async def embeddings(gw: Gateway, request: Request) -> Response:
+    """POST /v1/embeddings."""
+    started = time.perf_counter()
+    key = await gw.key_cache.authenticate(bearer_token(request.header(b"authorization")))
+    req = parse_embeddings(await request.json(gw.settings.max_body_bytes))
+    call = await metered.admit(gw, request.request_id, key, req.for_metering(), "embeddings",
+                               ENDPOINT, started)
+
+    async def attempt(provider: Provider, model: ModelConfig) -> dict[str, Any]:
+        return await provider.embeddings(req, model)
+
+    def usage_of(data: dict[str, Any]) -> Usage:
+        return Usage(prompt_tokens=int((data.get("usage") or {}).get("prompt_tokens") or 0))
+
+    served, data, nanos = await metered.run(call, attempt, usage_of)
+    tokens = usage_of(data).prompt_tokens
+    out = {
+        "object": "list",
+        "data": [{"object": "embedding", "index": item.get("index", i),
+                  "embedding": encode_vector(item["embedding"], req.encoding_format)}
+                 for i, item in enumerate(data.get("data") or [])],
+        "model": served.id,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "cost": usd(nanos)},
+    }
+    return json_response(200, out, call.headers)

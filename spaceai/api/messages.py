@@ -1,0 +1,217 @@
+"""POST /v1/messages and POST /v1/messages/count_tokens: Anthropic's Messages API in front of
+every catalog model with the ``chat`` capability.
+
+A Claude model (provider ``anthropic``) gets the client's body as it is and answers natively
+(:mod:`spaceai.providers.anthropic.native`); any other model goes through the one internal
+representation: :func:`messages_to_chat_request` -> router -> :func:`completion_to_message`
+or :class:`AnthropicStreamEncoder`. Admission, limits, budgets and metering are the ones of
+``/v1/chat/completions`` (:mod:`spaceai.api.metered`). Every error on this surface, ours or
+upstream's, is Anthropic-shaped: ``{"type": "error", "error": {"type", "message"}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from spaceai.api import metered
+from spaceai.api.http import ClientGone, Request, Response, StreamResponse, json_response
+from spaceai.auth import authorize_model, bearer_token
+from spaceai.catalog import ModelConfig
+from spaceai.gateway import Gateway
+from spaceai.keys import KeyRecord
+from spaceai.metering.meter import Meter, status_of
+from spaceai.metering.tokens import estimate_prompt_tokens
+from spaceai.providers.anthropic.errors import to_anthropic_error
+from spaceai.providers.anthropic.native import send_message, stream_events
+from spaceai.providers.anthropic.response import usage_from_anthropic
+from spaceai.providers.anthropic.reverse import (
+    AnthropicStreamEncoder,
+    completion_to_message,
+    messages_to_chat_request,
+    sse_event,
+)
+from spaceai.providers.base import Provider
+from spaceai.types import GatewayError, UpstreamError, Usage
+
+log = logging.getLogger("spaceai.api.messages")
+
+ENDPOINT = "/v1/messages"
+
+
+def anthropic_error_response(err: GatewayError) -> Response:
+    """A gateway error as Anthropic answers errors (same status, Anthropic's error type)."""
+    headers = [(k.encode(), v.encode()) for k, v in err.headers.items()]
+    return json_response(err.status, to_anthropic_error(err), headers)
+
+
+def _api_key(request: Request) -> str | None:
+    return (request.header(b"x-api-key") or "").strip() or bearer_token(
+        request.header(b"authorization"))
+
+
+async def _authenticate(gw: Gateway, request: Request) -> KeyRecord:
+    token = _api_key(request)
+    if not token:
+        raise GatewayError(401, "x-api-key header is required (a SpaceAI key; "
+                           "'Authorization: Bearer' works too).", type="authentication_error")
+    return await gw.key_cache.authenticate(token)
+
+
+async def messages(gw: Gateway, request: Request) -> Response | StreamResponse:
+    """POST /v1/messages."""
+    return await _anthropic_errors(_messages, gw, request)
+
+
+async def count_tokens(gw: Gateway, request: Request) -> Response:
+    """POST /v1/messages/count_tokens: ``{"input_tokens": N}`` (free, not metered)."""
+    return await _anthropic_errors(_count_tokens, gw, request)
+
+
+async def _anthropic_errors(handler, gw: Gateway, request: Request):  # noqa: ANN001
+    try:
+        return await handler(gw, request)
+    except GatewayError as exc:
+        return anthropic_error_response(exc)
+    except ClientGone:
+        raise
+    except Exception:  # noqa: BLE001 - never leak a traceback, and keep the shape
+        log.exception("unhandled error on %s", request.path)
+        return anthropic_error_response(GatewayError(
+            500, f"Internal server error (request id {request.request_id}).", type="api_error"))
+
+
+async def _count_tokens(gw: Gateway, request: Request) -> Response:
+    key = await _authenticate(gw, request)
+    body = await request.json(gw.settings.max_body_bytes)
+    if isinstance(body, dict):
+        body = {**body, "max_tokens": 1, "stream": False}  # not part of count_tokens
+    req = messages_to_chat_request(body)
+    authorize_model(key, req.model, gw.catalog, "chat")
+    return json_response(200, {"input_tokens": estimate_prompt_tokens(req)})
+
+
+async def _messages(gw: Gateway, request: Request) -> Response | StreamResponse:
+    started = time.perf_counter()
+    key = await _authenticate(gw, request)
+    body = await request.json(gw.settings.max_body_bytes)
+    req = messages_to_chat_request(body)
+    call = await metered.admit(gw, request.request_id, key, req, "chat", ENDPOINT, started)
+    if req.stream:
+        return await _stream(call, body)
+    return await _answer(call, body)
+
+
+# -- non-streaming ---------------------------------------------------------------------------
+
+
+async def _answer(call: metered.Call, body: dict[str, Any]) -> Response:
+    req = call.req
+
+    async def attempt(provider: Provider, model: ModelConfig) -> tuple[str, dict[str, Any]]:
+        if provider.name == "anthropic":
+            return "native", await send_message(provider, body, model)  # type: ignore[arg-type]
+        return "openai", await provider.chat(req, model)
+
+    def usage_of(result: tuple[str, dict[str, Any]]) -> Usage:
+        kind, data = result
+        if kind == "native":
+            return usage_from_anthropic(data.get("usage"))
+        return Usage.from_openai(data.get("usage"))
+
+    served, (kind, data), _ = await metered.run(call, attempt, usage_of)
+    if kind == "native":
+        message = dict(data, model=req.model)
+    else:
+        message = completion_to_message(data, req.model, req.params.get("stop"))
+    return json_response(200, message, call.headers)
+
+
+# -- streaming -------------------------------------------------------------------------------
+
+
+async def _stream(call: metered.Call, body: dict[str, Any]) -> StreamResponse:
+    req = call.req
+
+    async def attempt(provider: Provider, model: ModelConfig):  # noqa: ANN202
+        if provider.name == "anthropic":
+            it = stream_events(provider, body, model)  # type: ignore[arg-type]
+        else:
+            it = provider.chat_stream(req, model)
+        try:
+            first = await it.__anext__()
+        except StopAsyncIteration:
+            raise UpstreamError(502, f"model {model.id}: upstream sent an empty stream",
+                                retryable=True) from None
+        except BaseException:
+            await it.aclose()
+            raise
+        return provider.name == "anthropic", first, it
+
+    try:
+        served, (native, first, rest) = await call.gw.router.run(call.model, attempt)
+    except GatewayError as exc:
+        await metered.failed(call, exc)
+        raise
+    if native:
+        body_iter = _native_relay(call.meter, served, req.model, first, rest)
+    else:
+        encoder = AnthropicStreamEncoder(req.model, req.params.get("stop"),
+                                         input_tokens=estimate_prompt_tokens(req))
+        chunks = metered.metered_chunks(call.meter, served, first, rest)
+        body_iter = _encode(encoder, chunks)
+    return StreamResponse(body_iter, call.headers)
+
+
+async def _encode(encoder: AnthropicStreamEncoder,
+                  chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """OpenAI chunks (metered) as Anthropic's event sequence; a failure as an error event."""
+    try:
+        async for chunk in chunks:
+            out = encoder.encode(chunk)
+            if out:
+                yield out
+        yield encoder.finish()
+    except UpstreamError as exc:
+        yield encoder.error(exc)
+    finally:
+        await chunks.aclose()
+
+
+async def _native_relay(meter: Meter, served: ModelConfig, model_id: str,
+                        first: tuple[str, dict[str, Any]],
+                        rest: AsyncIterator[tuple[str, dict[str, Any]]]) -> AsyncIterator[bytes]:
+    """A Claude stream relayed event by event, metered from its own usage fields."""
+    usage = Usage()
+    status, http_status, error = "client_disconnected", 499, "client disconnected mid-stream"
+    try:
+        event: tuple[str, dict[str, Any]] | None = first
+        while event is not None:
+            kind, data = event
+            if kind == "message_start":
+                msg = data.get("message") or {}
+                usage_from_anthropic(msg.get("usage"), usage)
+                data = dict(data, message=dict(msg, model=model_id))
+            elif kind == "message_delta":
+                usage_from_anthropic(data.get("usage"), usage)
+            elif kind == "content_block_delta":
+                meter.first_token()
+            elif kind == "message_stop":
+                status, http_status, error = "ok", 200, None
+                await meter.finish(served, usage, status, http_status)
+            yield sse_event(kind, data)
+            try:
+                event = await rest.__anext__()
+            except StopAsyncIteration:
+                event = None
+    except UpstreamError as exc:
+        status, http_status, error = status_of(exc), exc.status, exc.message
+        if exc.usage.total_tokens:
+            usage = exc.usage
+        yield sse_event("error", to_anthropic_error(exc))
+    finally:
+        await rest.aclose()
+        await meter.finish(served, usage, status, http_status, error)
+

@@ -1,0 +1,150 @@
+"""What every model-calling endpoint shares: admission, the router call, and metering.
+
+``/v1/chat/completions``, ``/v1/completions``, ``/v1/messages`` and ``/v1/embeddings`` differ
+only in how they parse a request and render an answer. The steps in between are here, once:
+:func:`admit` (model access, limits and budget reservation, a :class:`Meter`), then
+:func:`complete` / :func:`open_stream` / :func:`run` (the router call, metered whichever way it
+ends), and :func:`metered_chunks` (an opened stream, metered to the last token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from spaceai.api.http import Headers
+from spaceai.auth import authorize_model
+from spaceai.catalog import ModelConfig
+from spaceai.gateway import Gateway
+from spaceai.keys import KeyRecord
+from spaceai.metering.meter import Meter, record_refusal, status_of, usd, usd_header
+from spaceai.providers.base import Provider
+from spaceai.types import ChatRequest, GatewayError, UpstreamError, Usage
+
+
+@dataclass(slots=True)
+class Call:
+    """One admitted request: who asked, for which model, and the meter that records it."""
+
+    gw: Gateway
+    key: KeyRecord
+    model: ModelConfig
+    req: ChatRequest
+    meter: Meter
+    headers: Headers = field(default_factory=list)  # rate-limit and cost headers to answer with
+
+
+async def admit(gw: Gateway, request_id: str, key: KeyRecord, req: ChatRequest,
+                capability: str, endpoint: str, started: float) -> Call:
+    """Authorize the model for ``key``, pass limits and budget, and start the meter."""
+    model = authorize_model(key, req.model, gw.catalog, capability)
+    try:
+        admission = await gw.control.admit(key, model, req)
+    except GatewayError as exc:  # refused by budget or rate limit: still one ledger row
+        record_refusal(gw.ledger, request_id, key, model, req, endpoint, started, exc)
+        raise
+    meter = Meter(gw.ledger, gw.control, request_id, key, model, req, admission, endpoint,
+                  started)
+    return Call(gw, key, model, req, meter, list(admission.headers))
+
+
+async def failed(call: Call, exc: GatewayError) -> None:
+    """Record a request that failed before any answer, and give its error our headers."""
+    usage = exc.usage if isinstance(exc, UpstreamError) else Usage()
+    await call.meter.finish(call.model, usage, status_of(exc), exc.status, exc.message)
+    exc.headers.update({k.decode(): v.decode() for k, v in call.headers})
+
+
+async def run(call: Call, attempt: Callable[[Provider, ModelConfig], Awaitable[Any]],
+              usage_of: Callable[[Any], Usage]) -> tuple[ModelConfig, Any, int]:
+    """Any non-streaming provider call through the router, metered.
+
+    Returns (the model that served it, the result, its cost in nano-dollars) and adds the
+    ``x-spaceai-cost`` header to ``call.headers``.
+    """
+    try:
+        served, result = await call.gw.router.run(call.model, attempt)
+    except GatewayError as exc:
+        await failed(call, exc)
+        raise
+    nanos = await call.meter.finish(served, usage_of(result), "ok", 200)
+    call.headers.append((b"x-spaceai-cost", usd_header(nanos)))
+    return served, result, nanos
+
+
+async def complete(call: Call) -> tuple[ModelConfig, dict[str, Any]]:
+    """A non-streaming chat or text completion; its ``usage`` carries the cost."""
+    try:
+        served, data = await call.gw.router.complete(call.req, call.model)
+    except GatewayError as exc:
+        await failed(call, exc)
+        raise
+    usage = Usage.from_openai(data.get("usage"))
+    nanos = await call.meter.finish(served, usage, "ok", 200)
+    data["usage"] = usage.to_openai(cost=usd(nanos))
+    call.headers.append((b"x-spaceai-cost", usd_header(nanos)))
+    return served, data
+
+
+async def open_stream(call: Call) -> tuple[ModelConfig, AsyncIterator[dict[str, Any]]]:
+    """Open a stream (retries and fallbacks happen here); its chunks, metered."""
+    try:
+        served, first, rest = await call.gw.router.open_stream(call.req, call.model)
+    except GatewayError as exc:
+        await failed(call, exc)
+        raise
+    return served, metered_chunks(call.meter, served, first, rest)
+
+
+def has_output(chunk: dict[str, Any]) -> bool:
+    """Whether a chunk carries generated content (text, tool calls, refusal)."""
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta")
+        if delta is None:  # legacy text completion chunk
+            if choice.get("text"):
+                return True
+        elif delta.get("content") or delta.get("tool_calls") or delta.get("refusal"):
+            return True
+    return False
+
+
+async def metered_chunks(meter: Meter, served: ModelConfig, first: dict[str, Any],
+                         rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """The chunks of an opened stream, recorded exactly once however the stream ends.
+
+    The final usage chunk (``choices: []``) is yielded with the cost in its ``usage``. An
+    :class:`UpstreamError` mid-stream is recorded, then re-raised for the caller to render in
+    its own format. Closing this iterator early (client gone) closes the provider's stream
+    and records what was produced so far.
+    """
+    produced = 0
+    usage: Usage | None = None
+    status, http_status, error = "client_disconnected", 499, "client disconnected mid-stream"
+    try:
+        chunk: dict[str, Any] | None = first
+        while chunk is not None:
+            if chunk.get("usage") and not chunk.get("choices"):
+                usage = Usage.from_openai(chunk["usage"])
+                status, http_status, error = "ok", 200, None
+                nanos = await meter.finish(served, usage, status, http_status)
+                chunk["usage"] = usage.to_openai(cost=usd(nanos))
+            elif has_output(chunk):
+                produced += 1
+                meter.first_token()
+            yield chunk
+            try:
+                chunk = await rest.__anext__()
+            except StopAsyncIteration:
+                chunk = None
+        if status == "client_disconnected":  # ended cleanly without a usage chunk
+            status, http_status, error = "ok", 200, None
+    except UpstreamError as exc:
+        status, http_status, error = status_of(exc), exc.status, exc.message
+        usage = exc.usage if exc.usage.total_tokens else None
+        raise
+    finally:
+        await rest.aclose()
+        if usage is None:
+            usage = Usage(completion_tokens=produced)
+        await meter.finish(served, usage, status, http_status, error)
