@@ -30,6 +30,10 @@ except FileNotFoundError:  # pragma: no cover
 
 MODEL = Catalog.load(None).get(LOCAL_CHAT_MODEL)
 LONG = "Count from 1 to 200, separated by commas, and nothing else."
+# A stopped stream leaves the engine at its next decode step: ~15-30 ms on an idle 2-core
+# machine, but a step can take seconds when the CPU is heavily oversubscribed, so the bound
+# is loose (a stream that kept generating its 1500 tokens would take far longer anyway).
+STOP_WAIT_S = 8.0
 
 
 def chat_req(content: str = "Say hello.", max_tokens: int = 8, **params) -> ChatRequest:
@@ -88,12 +92,16 @@ def test_chat_stream_usage_and_length(provider):
         if ch["delta"].get("content")
     ]
     assert last["usage"]["completion_tokens"] == 7 == len(pieces)
-    finish = [ch["finish_reason"] for c in chunks[:-1] for ch in c["choices"] if ch["finish_reason"]]
+    finish = [
+        ch["finish_reason"] for c in chunks[:-1] for ch in c["choices"] if ch["finish_reason"]
+    ]
     assert finish == ["length"]
 
 
 def test_non_streaming_max_tokens_length(provider):
-    out = asyncio.run(provider.chat(chat_req(LONG, max_completion_tokens=5, max_tokens=None), MODEL))
+    out = asyncio.run(
+        provider.chat(chat_req(LONG, max_completion_tokens=5, max_tokens=None), MODEL)
+    )
     assert out["choices"][0]["finish_reason"] == "length"
     assert out["usage"]["completion_tokens"] == 5
 
@@ -128,7 +136,7 @@ def test_four_concurrent_streams_overlap(provider):
         return results, max(gaps)
 
     results, max_gap = asyncio.run(run())
-    for first, last, usage in results:
+    for first, _last, usage in results:
         assert first is not None and usage and usage["completion_tokens"] > 0
     # continuous batching: every stream got its first token before any stream finished
     assert max(r[0] for r in results) < min(r[1] for r in results)
@@ -148,11 +156,11 @@ def test_early_aclose_stops_generation(provider):
         t0 = time.monotonic()
         await stream.aclose()
         # the engine call ends (slot released) at the next decode step
-        while provider.active_requests and time.monotonic() - t0 < 5:
+        while provider.active_requests and time.monotonic() - t0 < STOP_WAIT_S:
             await asyncio.sleep(0.01)
         stopped_in = time.monotonic() - t0
         assert provider.active_requests == 0
-        assert stopped_in < 1.0, stopped_in
+        assert stopped_in < STOP_WAIT_S, stopped_in
         # and the provider still serves
         out = await provider.chat(chat_req(max_tokens=4), MODEL)
         assert out["usage"]["completion_tokens"] > 0
@@ -173,17 +181,20 @@ def test_cancelled_task_stops_generation(provider):
         with pytest.raises(asyncio.CancelledError):
             await task
         t0 = time.monotonic()
-        while provider.active_requests and time.monotonic() - t0 < 5:
+        while provider.active_requests and time.monotonic() - t0 < STOP_WAIT_S:
             await asyncio.sleep(0.01)
         assert provider.active_requests == 0
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < STOP_WAIT_S
 
     asyncio.run(asyncio.wait_for(run(), 30))
 
 
 def test_legacy_completion(provider):
     req = ChatRequest(
-        model=MODEL.id, messages=[], prompt="Once upon a time", params={"temperature": 0.0, "max_tokens": 5}
+        model=MODEL.id,
+        messages=[],
+        prompt="Once upon a time",
+        params={"temperature": 0.0, "max_tokens": 5},
     )
     out = asyncio.run(provider.completion(req, MODEL))
     assert out["object"] == "text_completion" and out["model"] == MODEL.id
@@ -206,6 +217,7 @@ def test_engine_error_is_upstream_error(provider):
     with pytest.raises(UpstreamError) as ei:
         asyncio.run(asyncio.wait_for(provider.chat(big, MODEL), 30))
     assert "context" in ei.value.message
+
     # and streaming raises it from the iterator
     async def run():
         async for _ in provider.chat_stream(big, MODEL):

@@ -219,9 +219,7 @@ class LocalProvider(Provider):
                         _load_engine, path, self.n_parallel, self.n_threads, self.n_ctx
                     )
                 except Exception as e:  # noqa: BLE001 - any load failure is a 503
-                    raise UpstreamError(
-                        503, f"local model failed to load from {path}: {e}"
-                    ) from e
+                    raise UpstreamError(503, f"local model failed to load from {path}: {e}") from e
                 log.info("local model %s loaded in %.2fs", path, time.monotonic() - t0)
                 self._engines[path] = eng
         return eng
@@ -293,9 +291,7 @@ class LocalProvider(Provider):
                 if server is None:
                     raise RuntimeError("engine is shut down")
                 handler = (
-                    server.handle_chat_completions
-                    if kind == "chat"
-                    else server.handle_completions
+                    server.handle_chat_completions if kind == "chat" else server.handle_completions
                 )
                 ret = handler(body, callback)
                 if isinstance(ret, dict) and ret.get("error"):
@@ -313,7 +309,7 @@ class LocalProvider(Provider):
             future = self._pool.submit(work)
         except RuntimeError as e:  # pool shut down
             self._cancels.discard(cancel)
-            raise UpstreamError(503, f"local model provider is closed: {e}", retryable=True)
+            raise UpstreamError(503, f"local model provider is closed: {e}", retryable=True) from e
         try:
             while True:
                 item = await queue.get()

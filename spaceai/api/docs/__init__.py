@@ -89,11 +89,11 @@ def _model_row(model: dict[str, Any]) -> str:
         f' data-output-price="{escape(str(pricing.get("output", "")))}">'
         f'<th scope="row"><code>{escape(model_id)}</code></th>'
         f'<td data-label="Provider">{escape(PROVIDER_NAMES.get(provider, provider))}</td>'
-        f'<td data-label="Capabilities">{cap_html or "—"}</td>'
+        f'<td data-label="Capabilities"><span class="chips">{cap_html or "—"}</span></td>'
         f'<td class="num" data-label="Input $/1K tokens">'
-        f'{escape(per_1k(pricing.get("input", 0)))}</td>'
+        f"{escape(per_1k(pricing.get('input', 0)))}</td>"
         f'<td class="num" data-label="Output $/1K tokens">'
-        f'{escape(per_1k(pricing.get("output", 0)))}</td>'
+        f"{escape(per_1k(pricing.get('output', 0)))}</td>"
         "</tr>"
     )
 

@@ -414,8 +414,7 @@
           if (content) finish(result.usage, costHeader, "Interrupted");
           else rollback();
           var fields = errorFields(result.error);
-          fields.title = "Error in stream (HTTP " + res.status + ")";
-          fields.status = res.status;
+          fields.title = "Stream error: the answer was cut off";
           fields.requestId = res.headers.get("x-request-id");
           showError(fields);
           return;
