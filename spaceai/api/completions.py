@@ -98,7 +98,8 @@ async def _relay(meter: Meter, served: ModelConfig, req: ChatRequest, first: dic
         yield b"data: [DONE]\n\n"
     except UpstreamError as exc:
         status, http_status, error = status_of(exc), exc.status, exc.message
-        usage = exc.usage if exc.usage.total_tokens else None
+        usage = exc.usage  # what upstream reported before failing, if anything
+        usage.completion_tokens = max(usage.completion_tokens, produced)
         yield b"data: " + dumps(exc.to_dict()) + b"\n\n"
     finally:
         await rest.aclose()

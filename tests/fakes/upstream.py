@@ -79,8 +79,9 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from aiohttp import web
 
@@ -386,7 +387,7 @@ class _FakeBase:
     def base_url(self) -> str:
         return self.root_url + "/v1"
 
-    def script(self, *actions: Any) -> "_FakeBase":
+    def script(self, *actions: Any) -> _FakeBase:
         """Queue actions for the next requests (FIFO)."""
         self._script.extend(_as_action(a) for a in actions)
         return self
@@ -421,7 +422,7 @@ class _FakeBase:
     def wait_cancelled_sync(self, timeout: float = 5.0) -> bool:
         return self.cancelled_event.wait(timeout)
 
-    async def start(self) -> "_FakeBase":
+    async def start(self) -> _FakeBase:
         self._stopping = asyncio.Event()
         app = web.Application(client_max_size=64 * 1024 * 1024)
         self._add_routes(app.router)
@@ -445,13 +446,13 @@ class _FakeBase:
             runner, self._runner = self._runner, None
             await runner.cleanup()
 
-    async def __aenter__(self) -> "_FakeBase":
+    async def __aenter__(self) -> _FakeBase:
         return await self.start()
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.stop()
 
-    def start_in_thread(self, timeout: float = 10.0) -> "_FakeBase":
+    def start_in_thread(self, timeout: float = 10.0) -> _FakeBase:
         """Run the server in a daemon thread with its own event loop; return when ready."""
         ready = threading.Event()
         errors: list[BaseException] = []
@@ -494,7 +495,7 @@ class _FakeBase:
             thread.join(timeout)
             self._loop = self._thread = None
 
-    def __enter__(self) -> "_FakeBase":
+    def __enter__(self) -> _FakeBase:
         return self.start_in_thread()
 
     def __exit__(self, *exc: Any) -> None:
