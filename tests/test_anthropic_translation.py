@@ -471,9 +471,9 @@ def test_response_text_tools_and_cache_usage():
     "status,etype,expected,retryable",
     [
         (400, "invalid_request_error", 400, False),
-        (401, "authentication_error", 401, False),
-        (403, "permission_error", 403, False),
-        (404, "not_found_error", 404, False),
+        (401, "authentication_error", 502, False),
+        (403, "permission_error", 502, False),
+        (404, "not_found_error", 502, False),
         (413, "request_too_large", 413, False),
         (429, "rate_limit_error", 429, True),
         (500, "api_error", 500, True),
@@ -499,7 +499,7 @@ def test_error_never_echoes_credential():
         }
     )
     err = error_from_body(401, body, secret=SECRET)
-    assert SECRET not in err.message and err.type == "authentication_error"
+    assert SECRET not in err.message and err.code == "upstream_auth_failed"
     err = error_from_body(
         400,
         orjson.dumps({"error": {"type": "invalid_request_error", "message": f"bad {SECRET}"}}),

@@ -141,7 +141,8 @@ async def metered_chunks(meter: Meter, served: ModelConfig, first: dict[str, Any
             status, http_status, error = "ok", 200, None
     except UpstreamError as exc:
         status, http_status, error = status_of(exc), exc.status, exc.message
-        usage = exc.usage if exc.usage.total_tokens else None
+        usage = exc.usage  # what upstream reported before failing, if anything
+        usage.completion_tokens = max(usage.completion_tokens, produced)
         raise
     finally:
         await rest.aclose()

@@ -7,7 +7,6 @@ metered; the gateway hides that extra chunk from clients that did not ask for it
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -70,7 +69,7 @@ class OpenAIProvider(Provider):
         async with resp:
             try:
                 raw = await resp.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 raise self.http.connection_error(exc, model) from None
             if resp.status >= 400:
                 raise _error_from_response(resp.status, raw, resp.headers, model)
@@ -107,7 +106,7 @@ class OpenAIProvider(Provider):
                       req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
         url = f"{model.base_url}{path}"
         usage: Usage | None = None
-        produced = 0  # content-bearing chunks seen, the fallback count if upstream sends no usage
+        produced = 0  # chunks with choices: the count billed if upstream reports no usage
         async with self.http.first_byte(model):
             try:
                 resp = await self.http.session.post(url, data=orjson.dumps(body),
@@ -135,7 +134,7 @@ class OpenAIProvider(Provider):
                         raise UpstreamError(
                             502, f"model {model.id}: upstream error mid-stream: "
                             f"{err.get('message', 'unknown error')}",
-                            usage=usage or Usage(completion_tokens=produced))
+                            usage=usage or Usage())
                     chunk["model"] = model.id
                     if chunk.get("usage"):
                         usage = Usage.from_openai(chunk["usage"])
@@ -146,13 +145,14 @@ class OpenAIProvider(Provider):
                     if chunk.get("choices"):
                         produced += 1
                     yield chunk
-            except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
+            except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
                 raise UpstreamError(
-                    502, f"model {model.id}: upstream stream failed: {type(exc).__name__}",
-                    usage=usage or Usage(completion_tokens=produced)) from None
+                    502, f"model {model.id}: upstream stream ended before completion "
+                f"({type(exc).__name__})",
+                    usage=usage or Usage()) from None
             if not done:
                 raise UpstreamError(502, f"model {model.id}: upstream stream ended before "
-                                    "completion", usage=usage or Usage(completion_tokens=produced))
+                                    "completion", usage=usage or Usage())
             if usage is None:
                 usage = Usage(completion_tokens=produced)
             final = last_chunk or {

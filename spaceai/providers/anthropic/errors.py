@@ -18,9 +18,11 @@ from spaceai.types import GatewayError, UpstreamError, Usage
 # anthropic error type -> (gateway status, OpenAI error type, OpenAI code, retryable)
 ERROR_TYPES: dict[str, tuple[int, str, str | None, bool]] = {
     "invalid_request_error": (400, "invalid_request_error", None, False),
-    "authentication_error": (401, "authentication_error", "invalid_api_key", False),
-    "permission_error": (403, "permission_error", None, False),
-    "not_found_error": (404, "not_found_error", None, False),
+    # the client's SpaceAI key was fine: it is the gateway's credential or catalog entry that
+    # the upstream refused, so the client sees a 502 that it should not retry
+    "authentication_error": (502, "upstream_error", "upstream_auth_failed", False),
+    "permission_error": (502, "upstream_error", "upstream_permission_denied", False),
+    "not_found_error": (502, "upstream_error", "upstream_not_found", False),
     "request_too_large": (413, "invalid_request_error", "request_too_large", False),
     "rate_limit_error": (429, "rate_limit_error", "rate_limit_exceeded", True),
     "api_error": (500, "server_error", None, True),
