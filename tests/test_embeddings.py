@@ -263,3 +263,12 @@ def test_vectors_encode_as_little_endian_float32():
     assert req.inputs == [[1, 2], [3]] and req.encoding_format == "float"
     with pytest.raises(GatewayError):
         parse_embeddings({"model": "m", "input": [[]]})
+
+
+def test_exhausted_budget_is_refused_in_openai_shape(gateway, fake):
+    key = gateway.create_key(name="emb-poor", budget=0.0001)
+    c = openai.OpenAI(base_url=gateway.api_url, api_key=key, max_retries=0)
+    with pytest.raises(openai.RateLimitError) as exc:
+        c.embeddings.create(model="embed-up", input="one two three four five six seven")
+    assert exc.value.body["code"] == "insufficient_quota"
+    assert not fake.requests_to("/v1/embeddings")

@@ -391,3 +391,19 @@ def test_count_tokens_answers_input_tokens(gateway, key):
                    json={"model": "nope", "messages": [{"role": "user", "content": "x"}]},
                    timeout=30)
     _assert_anthropic_error(r, 404, "not_found_error")
+
+
+def test_exhausted_budget_is_refused_in_anthropic_shape(gateway):
+    key = gateway.create_key(name="poor", budget=0.0001)
+    client = anthropic.Anthropic(base_url=gateway.base_url, api_key=key, max_retries=0)
+    with pytest.raises(anthropic.RateLimitError) as exc:
+        client.messages.create(model="gpt-test", max_tokens=64,
+                               messages=[{"role": "user", "content": "Hi"}])
+    assert exc.value.body["type"] == "error"
+    assert exc.value.body["error"]["type"] == "rate_limit_error"
+    assert "budget" in exc.value.body["error"]["message"]
+    gateway.flush_ledger()
+    key_id = httpx.get(gateway.base_url + "/v1/key", headers={"Authorization": f"Bearer {key}"},
+                       timeout=30).json()["id"]
+    rows = gateway.usage_rows(key=key_id)
+    assert rows["totals"]["requests"] == 1 and rows["totals"]["cost"] == 0
