@@ -59,6 +59,12 @@
     node.className = "hint" + (kind ? " " + kind : "");
   }
 
+  function finishNote(reason) {
+    if (reason === "length") return "Cut off at max tokens";
+    if (reason === "content_filter") return "Stopped by the content filter";
+    return "";
+  }
+
   function isAbort(err) { return err && (err.name === "AbortError"); }
 
   /* ---------- error region ---------- */
@@ -419,7 +425,8 @@
           showError(fields);
           return;
         }
-        finish(result.usage, costHeader, result.done ? "" : "Stream ended without [DONE]");
+        finish(result.usage, costHeader,
+               result.done ? finishNote(result.finishReason) : "Stream ended without [DONE]");
       } else {
         var data;
         try { data = await res.json(); } catch (err) {
@@ -441,7 +448,7 @@
         var answer = message.content;
         if (answer == null && message.tool_calls) answer = JSON.stringify(message.tool_calls, null, 2);
         append(answer == null ? "" : String(answer));
-        finish(data.usage, costHeader, "");
+        finish(data.usage, costHeader, finishNote(choice.finish_reason));
       }
     } finally {
       if (state.controller === controller) state.controller = null;
