@@ -407,3 +407,11 @@ def test_exhausted_budget_is_refused_in_anthropic_shape(gateway):
                        timeout=30).json()["id"]
     rows = gateway.usage_rows(key=key_id)
     assert rows["totals"]["requests"] == 1 and rows["totals"]["cost"] == 0
+
+
+def test_wrong_method_and_unknown_subpath_are_anthropic_shaped(gateway, key):
+    r = httpx.get(gateway.base_url + "/v1/messages", headers={"x-api-key": key}, timeout=30)
+    _assert_anthropic_error(r, 405, "invalid_request_error")
+    r = httpx.post(gateway.base_url + "/v1/messages/batches", headers={"x-api-key": key},
+                   json={}, timeout=30)
+    _assert_anthropic_error(r, 404, "not_found_error")

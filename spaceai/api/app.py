@@ -107,7 +107,10 @@ class App:
             request.path_params = params
             response = await handler(self.gw, request)
         except GatewayError as exc:
-            response = error_response(exc)
+            if request.path.startswith("/v1/messages"):  # Anthropic's surface, Anthropic's shape
+                response = messages.anthropic_error_response(exc)
+            else:
+                response = error_response(exc)
         except ClientGone:
             return
         except Exception:  # noqa: BLE001 - never leak a traceback to a client
