@@ -109,10 +109,11 @@ def test_local_model_chat_stream_and_legacy_completion(gw):
     assert reply.choices[0].message.content.strip()
     assert 0 < reply.usage.completion_tokens <= 12 and reply.usage.prompt_tokens > 0
     chunks = list(c.chat.completions.create(
-        model=LOCAL, messages=[{"role": "user", "content": "Count to five."}], max_tokens=10,
-        stream=True, stream_options={"include_usage": True}))
-    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
-    assert text and chunks[-1].usage.completion_tokens == 10
+        model=LOCAL, messages=[{"role": "user", "content": "Write a long story about the sea."}],
+        max_tokens=10, temperature=0, stream=True, stream_options={"include_usage": True}))
+    deltas = [ch.choices[0].delta.content for ch in chunks if ch.choices
+              and ch.choices[0].delta.content]
+    assert deltas and chunks[-1].usage.completion_tokens == 10 == len(deltas)
     assert chunks[-2].choices[0].finish_reason == "length"
     legacy = c.completions.create(model=LOCAL, prompt="The capital of France is", max_tokens=5)
     assert legacy.choices[0].text and legacy.usage.completion_tokens <= 5

@@ -129,7 +129,7 @@ async def test_recorded_openai_streams_parse_into_the_same_chunks(name):
     content_in = [c for c in expected if c["choices"]]
     content_out = [c for c in got if c["choices"]]
     assert len(content_out) == len(content_in)
-    for a, b in zip(content_out, content_in):
+    for a, b in zip(content_out, content_in, strict=False):
         assert a["choices"] == b["choices"] and a["id"] == b["id"]
         assert a["model"] == "gpt-4o"  # the catalog id, not the upstream's
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in content_out)

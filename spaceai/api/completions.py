@@ -34,19 +34,30 @@ async def _complete(gw: Gateway, request: Request, parse, capability: str,  # no
         _, data = await metered.complete(call)
         return json_response(200, data, call.headers)
     _, chunks = await metered.open_stream(call)
-    return StreamResponse(_relay(req, chunks), call.headers)
+    return StreamResponse(_relay(req, chunks), call.headers, on_close=call.abandon)
 
 
 async def _relay(req: ChatRequest, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    """The SSE body: chunks as they come, the usage chunk when asked, then [DONE] or an error."""
+    """The SSE body: chunks as they come, the usage chunk when asked, then [DONE] or an error.
+
+    Chunks relayed from an OpenAI-compatible upstream carry their wire bytes (``raw``) and are
+    written as they came; all the chunks of one upstream read leave in one write.
+    """
     dumps = orjson.dumps
+    pending: list[bytes] = []
     try:
         async for chunk in chunks:
             if chunk.get("usage") and not chunk.get("choices") and not req.include_usage:
                 continue
-            yield b"data: " + dumps(chunk) + b"\n\n"
-        yield b"data: [DONE]\n\n"
+            raw = getattr(chunk, "raw", None)
+            pending.append(raw if raw is not None else b"data: " + dumps(chunk) + b"\n\n")
+            if getattr(chunk, "batch_end", True):
+                yield b"".join(pending) if len(pending) > 1 else pending[0]
+                pending = []
+        pending.append(b"data: [DONE]\n\n")
+        yield b"".join(pending)
     except UpstreamError as exc:
-        yield b"data: " + dumps(exc.to_dict()) + b"\n\n"
+        pending.append(b"data: " + dumps(exc.to_dict()) + b"\n\n")
+        yield b"".join(pending)
     finally:
         await chunks.aclose()

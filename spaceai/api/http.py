@@ -133,13 +133,15 @@ def error_response(err: GatewayError) -> Response:
 class StreamResponse:
     """An SSE (or other) stream; cancels its producer as soon as the client goes away."""
 
-    __slots__ = ("status", "headers", "chunks", "on_client_gone")
+    __slots__ = ("status", "headers", "chunks", "on_close")
 
     def __init__(self, chunks: AsyncIterator[bytes], headers: Headers | None = None,
-                 status: int = 200) -> None:
+                 status: int = 200,
+                 on_close: Callable[[], Awaitable[None]] | None = None) -> None:
         self.status = status
         self.headers = list(SSE_HEADERS) + (headers or [])
         self.chunks = chunks
+        self.on_close = on_close  # always awaited last, however the response ended
 
     async def send(self, send: Callable, receive: Callable) -> None:
         async def pump() -> None:
@@ -173,3 +175,6 @@ class StreamResponse:
             await pump_task
         except (asyncio.CancelledError, OSError):
             pass
+        finally:
+            if self.on_close is not None:
+                await self.on_close()

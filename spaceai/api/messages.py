@@ -155,6 +155,7 @@ async def _stream(call: metered.Call, body: dict[str, Any]) -> StreamResponse:
     except GatewayError as exc:
         await metered.failed(call, exc)
         raise
+    call.source = rest
     if native:
         body_iter = _native_relay(call.meter, served, req.model, first, rest)
     else:
@@ -162,7 +163,7 @@ async def _stream(call: metered.Call, body: dict[str, Any]) -> StreamResponse:
                                          input_tokens=estimate_prompt_tokens(req))
         chunks = metered.metered_chunks(call.meter, served, first, rest)
         body_iter = _encode(encoder, chunks)
-    return StreamResponse(body_iter, call.headers)
+    return StreamResponse(body_iter, call.headers, on_close=call.abandon)
 
 
 async def _encode(encoder: AnthropicStreamEncoder,

@@ -33,6 +33,18 @@ class Call:
     req: ChatRequest
     meter: Meter
     headers: Headers = field(default_factory=list)  # rate-limit and cost headers to answer with
+    source: Any = None  # the provider's opened stream, if any
+
+    async def abandon(self) -> None:
+        """Close the upstream stream and record the request, if its body never ran.
+
+        A client that leaves while the response headers are being sent never starts the body
+        generator; this still closes the upstream and writes the one row (a no-op otherwise).
+        """
+        if self.source is not None:
+            await self.source.aclose()
+        await self.meter.finish(self.model, Usage(), "client_disconnected", 499,
+                                "client disconnected before the stream started")
 
 
 async def admit(gw: Gateway, request_id: str, key: KeyRecord, req: ChatRequest,
@@ -94,6 +106,7 @@ async def open_stream(call: Call) -> tuple[ModelConfig, AsyncIterator[dict[str, 
     except GatewayError as exc:
         await failed(call, exc)
         raise
+    call.source = rest
     return served, metered_chunks(call.meter, served, first, rest)
 
 

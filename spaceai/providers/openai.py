@@ -7,7 +7,6 @@ metered; the gateway hides that extra chunk from clients that did not ask for it
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,7 +16,8 @@ import orjson
 from spaceai.catalog import ModelConfig
 from spaceai.providers.base import Provider
 from spaceai.providers.http import HttpClient, retry_after_seconds, upstream_failure
-from spaceai.types import ChatRequest, EmbeddingRequest, UpstreamError, Usage
+from spaceai.providers.openai_stream import OpenAIStreamDecoder
+from spaceai.types import ChatRequest, EmbeddingRequest, UpstreamError
 
 
 def _body(req: ChatRequest, model: ModelConfig, stream: bool) -> dict[str, Any]:
@@ -105,8 +105,6 @@ class OpenAIProvider(Provider):
     async def _stream(self, path: str, body: dict, model: ModelConfig,
                       req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
         url = f"{model.base_url}{path}"
-        usage: Usage | None = None
-        produced = 0  # chunks with choices: the count billed if upstream reports no usage
         async with self.http.first_byte(model):
             try:
                 resp = await self.http.session.post(url, data=orjson.dumps(body),
@@ -114,52 +112,28 @@ class OpenAIProvider(Provider):
                                                     timeout=self.http.timeout(model))
             except aiohttp.ClientError as exc:
                 raise self.http.connection_error(exc, model) from None
+        clean = False
         try:
             if resp.status >= 400:
                 raw = await resp.read()
                 raise _error_from_response(resp.status, raw, resp.headers, model)
-            done = False
-            last_chunk: dict[str, Any] | None = None
+            decoder = OpenAIStreamDecoder(model)
             try:
-                async for line in resp.content:
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        done = True
+                async for data in resp.content.iter_any():
+                    for chunk in decoder.feed(data):
+                        yield chunk
+                    if decoder.failed is not None:
+                        raise decoder.failed
+                    if decoder.done:
                         break
-                    chunk = orjson.loads(data)
-                    if "error" in chunk:
-                        err = chunk["error"] or {}
-                        raise UpstreamError(
-                            502, f"model {model.id}: upstream error mid-stream: "
-                            f"{err.get('message', 'unknown error')}",
-                            usage=usage or Usage())
-                    chunk["model"] = model.id
-                    if chunk.get("usage"):
-                        usage = Usage.from_openai(chunk["usage"])
-                        if not chunk.get("choices"):
-                            last_chunk = chunk
-                            continue
-                        chunk = dict(chunk, usage=None)
-                    if chunk.get("choices"):
-                        produced += 1
-                    yield chunk
-            except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
-                raise UpstreamError(
-                    502, f"model {model.id}: upstream stream ended before completion "
-                f"({type(exc).__name__})",
-                    usage=usage or Usage()) from None
-            if not done:
-                raise UpstreamError(502, f"model {model.id}: upstream stream ended before "
-                                    "completion", usage=usage or Usage())
-            if usage is None:
-                usage = Usage(completion_tokens=produced)
-            final = last_chunk or {
-                "id": "", "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": model.id, "choices": [],
-            }
-            final["usage"] = usage.to_openai()
-            yield final
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise decoder.cut(type(exc).__name__) from None
+            if not decoder.done:
+                raise decoder.cut()
+            clean = True
+            yield decoder.final()
         finally:
-            resp.close()
+            if clean:
+                resp.release()  # the connection goes back to the keep-alive pool
+            else:
+                resp.close()
