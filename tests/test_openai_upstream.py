@@ -126,6 +126,12 @@ async def test_recorded_openai_streams_parse_into_the_same_chunks(name):
     finally:
         await http.close()
         await runner.cleanup()
+    # what is relayed as bytes says exactly what the parsed chunk says, relabelled
+    relayed = [c for c in got if getattr(c, "raw", None)]
+    assert len(relayed) >= len(expected) - 2
+    for c in relayed:
+        assert c.raw.startswith(b"data: ") and c.raw.endswith(b"\n\n")
+        assert json.loads(c.raw[6:]) == c.data() and c.data()["model"] == "gpt-4o"
     content_in = [c for c in expected if c["choices"]]
     content_out = [c for c in got if c["choices"]]
     assert len(content_out) == len(content_in)

@@ -13,6 +13,7 @@ from spaceai.api.http import Request, Response, StreamResponse, json_response
 from spaceai.api.validation import parse_chat, parse_completion
 from spaceai.auth import bearer_token
 from spaceai.gateway import Gateway
+from spaceai.providers.openai_stream import WireChunk
 from spaceai.types import ChatRequest, UpstreamError
 
 
@@ -47,13 +48,17 @@ async def _relay(req: ChatRequest, chunks: AsyncIterator[dict[str, Any]]) -> Asy
     pending: list[bytes] = []
     try:
         async for chunk in chunks:
-            if chunk.get("usage") and not chunk.get("choices") and not req.include_usage:
+            if type(chunk) is WireChunk:
+                raw = chunk.raw or b"data: " + dumps(chunk.data()) + b"\n\n"
+                pending.append(raw)
+                if not chunk.batch_end:
+                    continue  # more of the same upstream read follows: one write for all
+            elif chunk.get("usage") and not chunk.get("choices") and not req.include_usage:
                 continue
-            raw = getattr(chunk, "raw", None)
-            pending.append(raw if raw is not None else b"data: " + dumps(chunk) + b"\n\n")
-            if getattr(chunk, "batch_end", True):
-                yield b"".join(pending) if len(pending) > 1 else pending[0]
-                pending = []
+            else:
+                pending.append(b"data: " + dumps(chunk) + b"\n\n")
+            yield b"".join(pending) if len(pending) > 1 else pending[0]
+            pending = []
         pending.append(b"data: [DONE]\n\n")
         yield b"".join(pending)
     except UpstreamError as exc:

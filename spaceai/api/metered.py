@@ -20,6 +20,7 @@ from spaceai.gateway import Gateway
 from spaceai.keys import KeyRecord
 from spaceai.metering.meter import Meter, record_refusal, status_of, usd, usd_header
 from spaceai.providers.base import Provider
+from spaceai.providers.openai_stream import WireChunk, chunk_has_output
 from spaceai.types import ChatRequest, GatewayError, UpstreamError, Usage
 
 
@@ -110,18 +111,6 @@ async def open_stream(call: Call) -> tuple[ModelConfig, AsyncIterator[dict[str, 
     return served, metered_chunks(call.meter, served, first, rest)
 
 
-def has_output(chunk: dict[str, Any]) -> bool:
-    """Whether a chunk carries generated content (text, tool calls, refusal)."""
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta")
-        if delta is None:  # legacy text completion chunk
-            if choice.get("text"):
-                return True
-        elif delta.get("content") or delta.get("tool_calls") or delta.get("refusal"):
-            return True
-    return False
-
-
 async def metered_chunks(meter: Meter, served: ModelConfig, first: dict[str, Any],
                          rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
     """The chunks of an opened stream, recorded exactly once however the stream ends.
@@ -137,12 +126,16 @@ async def metered_chunks(meter: Meter, served: ModelConfig, first: dict[str, Any
     try:
         chunk: dict[str, Any] | None = first
         while chunk is not None:
-            if chunk.get("usage") and not chunk.get("choices"):
+            if type(chunk) is WireChunk:  # relayed bytes: no parsing on the way through
+                if chunk.output:
+                    produced += 1
+                    meter.first_token()
+            elif chunk.get("usage") and not chunk.get("choices"):
                 usage = Usage.from_openai(chunk["usage"])
                 status, http_status, error = "ok", 200, None
                 nanos = await meter.finish(served, usage, status, http_status)
                 chunk["usage"] = usage.to_openai(cost=usd(nanos))
-            elif has_output(chunk):
+            elif chunk_has_output(chunk):
                 produced += 1
                 meter.first_token()
             yield chunk

@@ -8,16 +8,17 @@ transaction. ``close()`` drains the queue, so a graceful shutdown (SIGTERM) lose
 from __future__ import annotations
 
 import logging
+import operator
 import queue
 import threading
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from spaceai.storage.tables import api_keys, usage
+from spaceai.storage.tables import api_keys
 
 log = logging.getLogger("spaceai.ledger")
 
@@ -42,6 +43,10 @@ class UsageRecord:
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+_FIELDS = tuple(UsageRecord.__dataclass_fields__)
+_row_of = operator.attrgetter(*_FIELDS)
 
 
 class Ledger:
@@ -113,16 +118,44 @@ class Ledger:
             if batch:
                 self._write(batch)
 
+    @property
+    def _insert_sql(self) -> str:
+        """The INSERT in the driver's own parameter style, built once: the batch goes to the
+        driver as plain tuples, with no per-row statement compilation."""
+        sql = getattr(self, "_sql", None)
+        if sql is None:
+            style = self.engine.dialect.paramstyle
+            marks = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric": None}.get(style)
+            if marks is None:
+                marks_list = [f":{name}" if style == "named" else f":{i + 1}"
+                              for i, name in enumerate(_FIELDS)]
+            else:
+                marks_list = [marks] * len(_FIELDS)
+            sql = self._sql = (f"INSERT INTO usage ({', '.join(_FIELDS)}) "
+                               f"VALUES ({', '.join(marks_list)})")
+        return sql
+
+    def _rows(self, batch: list[UsageRecord]) -> list[tuple]:
+        rows = [_row_of(rec) for rec in batch]
+        if self.engine.dialect.name == "sqlite":
+            # SQLAlchemy's own SQLite DateTime storage format (naive UTC), so reads parse it
+            at = _FIELDS.index("created_at")
+            rows = [r[:at] + (r[at].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),) + r[at + 1:]
+                    for r in rows]
+        if self.engine.dialect.paramstyle == "named":
+            rows = [dict(zip(_FIELDS, r, strict=True)) for r in rows]
+        return rows
+
     def _write(self, batch: list[UsageRecord]) -> None:
         spend: dict[str, int] = defaultdict(int)
         for rec in batch:
             if rec.key_id and rec.cost_nanos:
                 spend[rec.key_id] += rec.cost_nanos
-        rows = [asdict(rec) for rec in batch]
+        rows = self._rows(batch)
         for attempt in range(10):
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(usage.insert(), rows)
+                    conn.exec_driver_sql(self._insert_sql, rows)
                     for key_id, nanos in spend.items():
                         conn.execute(
                             api_keys.update()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import aiohttp
 
 from spaceai.catalog import ModelConfig
+from spaceai.providers.transport import Response, Transport
 from spaceai.types import UpstreamError
 
 
@@ -70,10 +72,36 @@ def timed_out(model: ModelConfig, what: str) -> UpstreamError:
 
 
 class HttpClient:
-    """One aiohttp session with a keep-alive pool, opened at start-up."""
+    """The upstream connection pools: the lean transport, and an aiohttp session."""
 
     def __init__(self) -> None:
         self.session: aiohttp.ClientSession | None = None
+        self.transport = Transport()
+
+    async def send(self, model: ModelConfig, path: str, headers: tuple[tuple[str, str], ...],
+                   body: bytes) -> Response:
+        """POST ``body`` to the model's upstream; the answer once its headers arrived.
+
+        Connection failures and timeouts become retryable :class:`UpstreamError` s.
+        """
+        first_byte = model.first_byte_timeout_s or model.timeout_s
+        try:
+            return await self.transport.request(
+                model.base_url, "POST", path, headers, body,
+                connect_timeout=model.connect_timeout_s, first_byte_timeout=first_byte)
+        except TimeoutError:
+            raise timed_out(model, f"no response within {first_byte:g} s") from None
+        except OSError as exc:
+            raise self.connection_error(exc, model) from None
+
+    async def read(self, resp: Response, model: ModelConfig) -> bytes:
+        """The whole body of ``resp``; a cut or a stall becomes an :class:`UpstreamError`."""
+        try:
+            return await resp.read(model.timeout_s)
+        except TimeoutError:
+            raise timed_out(model, "read timeout") from None
+        except OSError as exc:
+            raise self.connection_error(exc, model) from None
 
     async def start(self) -> None:
         if self.session is None:
@@ -82,6 +110,7 @@ class HttpClient:
                                                  skip_auto_headers=("User-Agent",))
 
     async def close(self) -> None:
+        self.transport.close()
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -109,6 +138,11 @@ class HttpClient:
         if isinstance(exc, aiohttp.ClientConnectorError):
             return UpstreamError(502, f"model {model.id}: cannot connect to upstream "
                                  f"({exc.host}:{exc.port})", code="upstream_unreachable",
+                                 retryable=True)
+        if isinstance(exc, (ConnectionRefusedError, socket.gaierror)) or (
+                isinstance(exc, OSError) and not isinstance(exc, ConnectionError)):
+            return UpstreamError(502, f"model {model.id}: cannot connect to upstream "
+                                 f"({type(exc).__name__})", code="upstream_unreachable",
                                  retryable=True)
         return UpstreamError(502, f"model {model.id}: upstream connection failed "
                              f"({type(exc).__name__})", code="upstream_error", retryable=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from spaceai.catalog import ModelConfig
@@ -51,33 +50,29 @@ class OpenAIProvider(Provider):
     def __init__(self, http: HttpClient) -> None:
         self.http = http
 
-    def _headers(self, model: ModelConfig) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
+    @staticmethod
+    def _headers(model: ModelConfig, stream: bool) -> tuple[tuple[str, str], ...]:
         cred = model.credential()
-        if cred:
-            headers["authorization"] = f"Bearer {cred}"
-        return headers
+        accept = "text/event-stream" if stream else "application/json"
+        base = (("Content-Type", "application/json"), ("Accept", accept))
+        return base + ((("Authorization", f"Bearer {cred}"),) if cred else ())
 
     async def _post(self, path: str, body: dict, model: ModelConfig) -> dict[str, Any]:
-        url = f"{model.base_url}{path}"
-        async with self.http.first_byte(model):
-            try:
-                resp = await self.http.session.post(url, data=orjson.dumps(body), headers=self._headers(model),
-                                          timeout=self.http.timeout(model))
-            except aiohttp.ClientError as exc:
-                raise self.http.connection_error(exc, model) from None
-        async with resp:
-            try:
-                raw = await resp.read()
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                raise self.http.connection_error(exc, model) from None
-            if resp.status >= 400:
-                raise _error_from_response(resp.status, raw, resp.headers, model)
+        resp = await self.http.send(model, path, self._headers(model, False), orjson.dumps(body))
+        try:
+            raw = await self.http.read(resp, model)
+        finally:
+            resp.release()
+        if resp.status >= 400:
+            raise _error_from_response(resp.status, raw, resp.headers, model)
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise UpstreamError(502, f"model {model.id}: upstream answered with invalid JSON",
                                 retryable=True) from None
+        if not isinstance(data, dict):
+            raise UpstreamError(502, f"model {model.id}: upstream answered with unexpected JSON",
+                                retryable=True)
         data["model"] = model.id
         return data
 
@@ -104,29 +99,23 @@ class OpenAIProvider(Provider):
 
     async def _stream(self, path: str, body: dict, model: ModelConfig,
                       req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
-        url = f"{model.base_url}{path}"
-        async with self.http.first_byte(model):
-            try:
-                resp = await self.http.session.post(url, data=orjson.dumps(body),
-                                                    headers=self._headers(model),
-                                                    timeout=self.http.timeout(model))
-            except aiohttp.ClientError as exc:
-                raise self.http.connection_error(exc, model) from None
+        resp = await self.http.send(model, path, self._headers(model, True), orjson.dumps(body))
         clean = False
         try:
             if resp.status >= 400:
-                raw = await resp.read()
+                raw = await self.http.read(resp, model)
+                clean = True
                 raise _error_from_response(resp.status, raw, resp.headers, model)
             decoder = OpenAIStreamDecoder(model)
             try:
-                async for data in resp.content.iter_any():
+                async for data in resp.iter_chunks(model.timeout_s):
                     for chunk in decoder.feed(data):
                         yield chunk
                     if decoder.failed is not None:
                         raise decoder.failed
                     if decoder.done:
                         break
-            except (TimeoutError, aiohttp.ClientError) as exc:
+            except (TimeoutError, OSError) as exc:
                 raise decoder.cut(type(exc).__name__) from None
             if not decoder.done:
                 raise decoder.cut()

@@ -18,15 +18,63 @@ from spaceai.catalog import ModelConfig
 from spaceai.types import UpstreamError, Usage
 
 
-class WireChunk(dict):
-    """A chunk dict that remembers its SSE event bytes (``raw``), valid while unmodified."""
+class WireChunk:
+    """A relayed chunk: its SSE event bytes, parsed into a dict only if something reads it.
 
-    __slots__ = ("raw", "batch_end")
+    ``raw`` is the event to write to an OpenAI client as is (None when it could not be
+    relabelled with the catalog's model id: then ``data()`` is serialised instead); ``output``
+    says whether it carries generated content (text, tool calls, a refusal).
+    """
 
-    def __init__(self, data: dict[str, Any], raw: bytes | None, batch_end: bool = False) -> None:
-        super().__init__(data)
+    __slots__ = ("payload", "raw", "output", "batch_end", "_model", "_data")
+
+    def __init__(self, payload: bytes, raw: bytes | None, output: bool, model_id: str) -> None:
+        self.payload = payload
         self.raw = raw
-        self.batch_end = batch_end
+        self.output = output
+        self.batch_end = False
+        self._model = model_id
+        self._data: dict[str, Any] | None = None
+
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = orjson.loads(self.payload)
+            self._data["model"] = self._model
+        return self._data
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.data()
+
+
+def _has_output(payload: bytes) -> bool:
+    """Whether a compact chunk carries generated content, read off its bytes.
+
+    The markers are keys with their unescaped quotes, which cannot occur inside a JSON string.
+    """
+    if b'"tool_calls":[' in payload or b'"refusal":"' in payload:
+        return True
+    at = payload.find(b'"content":"')
+    if at >= 0 and payload[at + 11:at + 12] != b'"':
+        return True
+    at = payload.find(b'"text":"')  # legacy completions
+    return at >= 0 and payload[at + 8:at + 9] != b'"'
+
+
+def chunk_has_output(chunk: dict[str, Any]) -> bool:
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta")
+        if delta is None:
+            if choice.get("text"):
+                return True
+        elif delta.get("content") or delta.get("tool_calls") or delta.get("refusal"):
+            return True
+    return False
 
 
 class OpenAIStreamDecoder:
@@ -64,7 +112,7 @@ class OpenAIStreamDecoder:
                 out.append(chunk)
             if self.done:
                 break
-        if out:
+        if out and isinstance(out[-1], WireChunk):
             out[-1].batch_end = True
         return out
 
@@ -81,6 +129,17 @@ class OpenAIStreamDecoder:
         if payload == b"[DONE]":
             self.done = True
             return None
+        compact = b'": ' not in payload
+        usage = b'"usage"' in payload and b'"usage":null' not in payload
+        if usage or b'"error"' in payload or not compact or self._swap is None:
+            return self._parsed(event, payload, compact)
+        if b'"choices":[{' in payload:
+            self.produced += 1
+        return WireChunk(payload, self._raw(event), _has_output(payload), self.model.id)
+
+    def _parsed(self, event: bytes, payload: bytes, compact: bool) -> WireChunk | None:
+        """The slow path: errors, usage, spaced JSON, and the first chunk (to learn the
+        upstream's model name for relabelling)."""
         try:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -98,26 +157,23 @@ class OpenAIStreamDecoder:
                 self.usage_chunk = chunk
                 return None
             chunk["usage"] = None
-            return WireChunk(self._relabel(chunk), None)
+            compact = False  # changed: must be re-serialised
         if chunk.get("choices"):
             self.produced += 1
-        raw = self._raw(event, chunk)
-        return WireChunk(self._relabel(chunk), raw)
-
-    def _relabel(self, chunk: dict[str, Any]) -> dict[str, Any]:
-        chunk["model"] = self.model.id
-        return chunk
-
-    def _raw(self, event: bytes, chunk: dict[str, Any]) -> bytes | None:
-        """The event's bytes with the catalog's model id, or None when they can't be reused."""
         upstream = chunk.get("model")
-        if upstream == self.model.id:
-            return event + b"\n\n"
-        if not isinstance(upstream, str):
-            return None
-        if self._swap is None or self._swap[0] != f'"model":"{upstream}"'.encode():
+        if self._swap is None and isinstance(upstream, str):
             self._swap = (f'"model":"{upstream}"'.encode(), f'"model":"{self.model.id}"'.encode())
-        old, new = self._swap
+        wire = WireChunk(payload, self._raw(event) if compact else None,
+                         chunk_has_output(chunk), self.model.id)
+        chunk["model"] = self.model.id
+        wire._data = chunk
+        return wire
+
+    def _raw(self, event: bytes) -> bytes | None:
+        """The event's bytes with the catalog's model id, or None when they can't be reused."""
+        old, new = self._swap or (b"", b"")
+        if old == new:
+            return event + b"\n\n"
         if event.count(old) != 1:
             return None
         return event.replace(old, new) + b"\n\n"
