@@ -13,7 +13,7 @@ from spaceai.api.http import Request, Response, StreamResponse, json_response
 from spaceai.api.validation import parse_chat, parse_completion
 from spaceai.auth import bearer_token
 from spaceai.gateway import Gateway
-from spaceai.providers.openai_stream import WireChunk
+from spaceai.providers.openai_stream import WireBlock
 from spaceai.types import ChatRequest, UpstreamError
 
 
@@ -41,28 +41,20 @@ async def _complete(gw: Gateway, request: Request, parse, capability: str,  # no
 async def _relay(req: ChatRequest, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
     """The SSE body: chunks as they come, the usage chunk when asked, then [DONE] or an error.
 
-    Chunks relayed from an OpenAI-compatible upstream carry their wire bytes (``raw``) and are
-    written as they came; all the chunks of one upstream read leave in one write.
+    From an OpenAI-compatible upstream, content arrives as blocks of wire bytes: each block
+    (all the complete events of one upstream read) leaves in one write, as upstream sent it.
     """
     dumps = orjson.dumps
-    pending: list[bytes] = []
     try:
         async for chunk in chunks:
-            if type(chunk) is WireChunk:
-                raw = chunk.raw or b"data: " + dumps(chunk.data()) + b"\n\n"
-                pending.append(raw)
-                if not chunk.batch_end:
-                    continue  # more of the same upstream read follows: one write for all
+            if type(chunk) is WireBlock:  # upstream's own bytes, already relabelled
+                yield chunk.raw
             elif chunk.get("usage") and not chunk.get("choices") and not req.include_usage:
                 continue
             else:
-                pending.append(b"data: " + dumps(chunk) + b"\n\n")
-            yield b"".join(pending) if len(pending) > 1 else pending[0]
-            pending = []
-        pending.append(b"data: [DONE]\n\n")
-        yield b"".join(pending)
+                yield b"data: " + dumps(chunk) + b"\n\n"
+        yield b"data: [DONE]\n\n"
     except UpstreamError as exc:
-        pending.append(b"data: " + dumps(exc.to_dict()) + b"\n\n")
-        yield b"".join(pending)
+        yield b"data: " + dumps(exc.to_dict()) + b"\n\n"
     finally:
         await chunks.aclose()

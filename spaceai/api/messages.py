@@ -34,6 +34,7 @@ from spaceai.providers.anthropic.reverse import (
     sse_event,
 )
 from spaceai.providers.base import Provider
+from spaceai.providers.openai_stream import WireBlock
 from spaceai.types import GatewayError, UpstreamError, Usage
 
 log = logging.getLogger("spaceai.api.messages")
@@ -170,10 +171,11 @@ async def _encode(encoder: AnthropicStreamEncoder,
                   chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
     """OpenAI chunks (metered) as Anthropic's event sequence; a failure as an error event."""
     try:
-        async for chunk in chunks:
-            out = encoder.encode(chunk)
-            if out:
-                yield out
+        async for item in chunks:
+            for chunk in item.chunks() if type(item) is WireBlock else (item,):
+                out = encoder.encode(chunk)
+                if out:
+                    yield out
         yield encoder.finish()
     except UpstreamError as exc:
         yield encoder.error(exc)

@@ -20,7 +20,7 @@ from spaceai.gateway import Gateway
 from spaceai.keys import KeyRecord
 from spaceai.metering.meter import Meter, record_refusal, status_of, usd, usd_header
 from spaceai.providers.base import Provider
-from spaceai.providers.openai_stream import WireChunk, chunk_has_output
+from spaceai.providers.openai_stream import WireBlock, chunk_has_output
 from spaceai.types import ChatRequest, GatewayError, UpstreamError, Usage
 
 
@@ -126,9 +126,9 @@ async def metered_chunks(meter: Meter, served: ModelConfig, first: dict[str, Any
     try:
         chunk: dict[str, Any] | None = first
         while chunk is not None:
-            if type(chunk) is WireChunk:  # relayed bytes: no parsing on the way through
-                if chunk.output:
-                    produced += 1
+            if type(chunk) is WireBlock:  # relayed bytes: no parsing on the way through
+                if chunk.produced:
+                    produced += chunk.produced
                     meter.first_token()
             elif chunk.get("usage") and not chunk.get("choices"):
                 usage = Usage.from_openai(chunk["usage"])

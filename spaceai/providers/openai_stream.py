@@ -1,10 +1,12 @@
-"""Decoding an OpenAI-compatible SSE stream into chunks, without re-encoding what passes through.
+"""Decoding an OpenAI-compatible SSE stream without paying for every chunk twice.
 
-Every chunk the decoder yields is a :class:`WireChunk`: the parsed dict (for metering and for
-the translations) plus the exact SSE event bytes to relay, already carrying the catalog's model
-id. A relay that writes ``raw`` instead of re-serialising pays one parse per chunk, not a parse
-and a dump; ``batch_end`` marks the last chunk of one network read, so a relay can hand all the
-chunks of a read to the client in a single write.
+Most of a stream is content chunks that an OpenAI client should receive exactly as upstream
+sent them, only relabelled with the catalog's model id. The decoder hands those over as
+:class:`WireBlock` s: the bytes of every complete event of one network read, relabelled in one
+pass, with the count of chunks that carried output. Only the events that matter to the gateway
+are parsed: the first one (to learn the upstream's model name), the usage chunk, an error
+event, ``[DONE]``, and anything not in compact JSON. Consumers that need chunk dicts (the
+Anthropic-format encoder) call :meth:`WireBlock.chunks`.
 """
 
 from __future__ import annotations
@@ -17,59 +19,34 @@ import orjson
 from spaceai.catalog import ModelConfig
 from spaceai.types import UpstreamError, Usage
 
+# events at or after one of these are parsed one by one
+_MARKERS = (b'"usage":{', b'"error"', b"[DONE]")
 
-class WireChunk:
-    """A relayed chunk: its SSE event bytes, parsed into a dict only if something reads it.
 
-    ``raw`` is the event to write to an OpenAI client as is (None when it could not be
-    relabelled with the catalog's model id: then ``data()`` is serialised instead); ``output``
-    says whether it carries generated content (text, tool calls, a refusal).
-    """
+class WireBlock:
+    """The SSE bytes of consecutive content chunks, ready to relay to an OpenAI client."""
 
-    __slots__ = ("payload", "raw", "output", "batch_end", "_model", "_data")
+    __slots__ = ("raw", "produced")
 
-    def __init__(self, payload: bytes, raw: bytes | None, output: bool, model_id: str) -> None:
-        self.payload = payload
+    def __init__(self, raw: bytes, produced: int) -> None:
         self.raw = raw
-        self.output = output
-        self.batch_end = False
-        self._model = model_id
-        self._data: dict[str, Any] | None = None
+        self.produced = produced  # chunks that carried output (text, tool calls, refusal)
 
-    def data(self) -> dict[str, Any]:
-        if self._data is None:
-            self._data = orjson.loads(self.payload)
-            self._data["model"] = self._model
-        return self._data
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data().get(key, default)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.data()[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.data()
-
-
-def _has_output(payload: bytes) -> bool:
-    """Whether a compact chunk carries generated content, read off its bytes.
-
-    The markers are keys with their unescaped quotes, which cannot occur inside a JSON string.
-    """
-    if b'"tool_calls":[' in payload or b'"refusal":"' in payload:
-        return True
-    at = payload.find(b'"content":"')
-    if at >= 0 and payload[at + 11:at + 12] != b'"':
-        return True
-    at = payload.find(b'"text":"')  # legacy completions
-    return at >= 0 and payload[at + 8:at + 9] != b'"'
+    def chunks(self) -> list[dict[str, Any]]:
+        """The chunks as dicts, for consumers that translate them."""
+        out = []
+        for event in self.raw.split(b"\n\n"):
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    out.append(orjson.loads(line[5:]))
+        return out
 
 
 def chunk_has_output(chunk: dict[str, Any]) -> bool:
+    """Whether a chunk dict carries generated content."""
     for choice in chunk.get("choices") or ():
         delta = choice.get("delta")
-        if delta is None:
+        if delta is None:  # legacy text completion chunk
             if choice.get("text"):
                 return True
         elif delta.get("content") or delta.get("tool_calls") or delta.get("refusal"):
@@ -78,7 +55,7 @@ def chunk_has_output(chunk: dict[str, Any]) -> bool:
 
 
 class OpenAIStreamDecoder:
-    """Feed it network reads; it yields chunks, keeps the usage, and knows when it is done."""
+    """Feed it network reads; it returns blocks and chunks, and keeps the usage."""
 
     __slots__ = ("model", "buffer", "done", "usage", "produced", "usage_chunk", "failed",
                  "_swap")
@@ -88,58 +65,71 @@ class OpenAIStreamDecoder:
         self.buffer = b""
         self.done = False
         self.usage: Usage | None = None
-        self.produced = 0  # chunks with choices: what is billed if upstream reports no usage
+        self.produced = 0  # chunks with output: what is billed if upstream reports no usage
         self.usage_chunk: dict[str, Any] | None = None
         self.failed: UpstreamError | None = None  # raise after relaying what came before it
         self._swap: tuple[bytes, bytes] | None = None
 
-    def feed(self, data: bytes) -> list[WireChunk]:
-        if b"\r" in data or self.buffer.endswith(b"\r"):
-            data = (self.buffer + data).replace(b"\r\n", b"\n")
-            self.buffer = b""
-        events = (self.buffer + data).split(b"\n\n")
-        self.buffer = events.pop()
-        out: list[WireChunk] = []
-        for event in events:
+    def feed(self, data: bytes) -> list[WireBlock | dict[str, Any]]:
+        """Everything complete in the stream so far: blocks of content, or parsed chunks."""
+        data = self.buffer + data if self.buffer else data
+        if b"\r" in data:
+            if data.endswith(b"\r"):
+                self.buffer = data
+                return []
+            data = data.replace(b"\r\n", b"\n")
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self.buffer = data
+            return []
+        complete, self.buffer = data[:end + 2], data[end + 2:]
+        out: list[WireBlock | dict[str, Any]] = []
+        if self._swap is None:  # parse the first event: it names the upstream's model
+            first = complete.find(b"\n\n") + 2
+            self._events(complete[:first], out)
+            complete = complete[first:]
+        if complete and not self.done and self.failed is None:
+            cut = len(complete) if b'": ' not in complete else 0  # spaced JSON: parse it all
+            for marker in _MARKERS:
+                at = complete.find(marker, 0, cut)
+                if at >= 0:  # the block ends with the event before the marker's
+                    before = complete.rfind(b"\n\n", 0, at)
+                    cut = before + 2 if before >= 0 else 0
+            if cut:
+                out.append(self._block(complete[:cut]))
+            self._events(complete[cut:], out)
+        return out
+
+    def _block(self, raw: bytes) -> WireBlock:
+        produced = raw.count(b'"choices":[{') - raw.count(b'"content":""') - raw.count(
+            b'"delta":{}')
+        produced = max(produced, 0)
+        self.produced += produced
+        old, new = self._swap or (b"", b"")
+        return WireBlock(raw.replace(old, new) if old != new else raw, produced)
+
+    def _events(self, raw: bytes, out: list) -> None:
+        for event in raw.split(b"\n\n"):
+            if not event or self.done or self.failed is not None:
+                continue
             try:
                 chunk = self._event(event)
             except UpstreamError as exc:
                 if not out:
                     raise
                 self.failed = exc
-                break
+                return
             if chunk is not None:
                 out.append(chunk)
-            if self.done:
-                break
-        if out and isinstance(out[-1], WireChunk):
-            out[-1].batch_end = True
-        return out
 
-    def _event(self, event: bytes) -> WireChunk | None:
-        if not event.startswith(b"data:"):
-            lines = [ln for ln in event.split(b"\n") if ln.startswith(b"data:")]
-            if not lines:
-                return None  # comments, event names, retry hints
-            event = b"data:" + b"\n".join(ln[5:].lstrip() for ln in lines)
-        elif b"\n" in event:
-            event = b"data:" + b"\n".join(
-                ln[5:].lstrip() for ln in event.split(b"\n") if ln.startswith(b"data:"))
-        payload = event[5:].strip()
+    def _event(self, event: bytes) -> dict[str, Any] | None:
+        lines = [ln[5:].lstrip() for ln in event.split(b"\n") if ln.startswith(b"data:")]
+        if not lines:
+            return None  # comments, event names, retry hints
+        payload = b"\n".join(lines).strip()
         if payload == b"[DONE]":
             self.done = True
             return None
-        compact = b'": ' not in payload
-        usage = b'"usage"' in payload and b'"usage":null' not in payload
-        if usage or b'"error"' in payload or not compact or self._swap is None:
-            return self._parsed(event, payload, compact)
-        if b'"choices":[{' in payload:
-            self.produced += 1
-        return WireChunk(payload, self._raw(event), _has_output(payload), self.model.id)
-
-    def _parsed(self, event: bytes, payload: bytes, compact: bool) -> WireChunk | None:
-        """The slow path: errors, usage, spaced JSON, and the first chunk (to learn the
-        upstream's model name for relabelling)."""
         try:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -151,38 +141,26 @@ class OpenAIStreamDecoder:
             message = err.get("message", "unknown error") if isinstance(err, dict) else str(err)
             raise UpstreamError(502, f"model {self.model.id}: upstream error mid-stream: "
                                 f"{message}", usage=self.usage or Usage())
+        upstream = chunk.get("model")
+        if self._swap is None and isinstance(upstream, str):
+            self._swap = (f'"model":"{upstream}"'.encode(), f'"model":"{self.model.id}"'.encode())
+        chunk["model"] = self.model.id
         if chunk.get("usage"):
             self.usage = Usage.from_openai(chunk["usage"])
             if not chunk.get("choices"):
                 self.usage_chunk = chunk
                 return None
             chunk["usage"] = None
-            compact = False  # changed: must be re-serialised
-        if chunk.get("choices"):
+        if chunk_has_output(chunk):
             self.produced += 1
-        upstream = chunk.get("model")
-        if self._swap is None and isinstance(upstream, str):
-            self._swap = (f'"model":"{upstream}"'.encode(), f'"model":"{self.model.id}"'.encode())
-        wire = WireChunk(payload, self._raw(event) if compact else None,
-                         chunk_has_output(chunk), self.model.id)
-        chunk["model"] = self.model.id
-        wire._data = chunk
-        return wire
-
-    def _raw(self, event: bytes) -> bytes | None:
-        """The event's bytes with the catalog's model id, or None when they can't be reused."""
-        old, new = self._swap or (b"", b"")
-        if old == new:
-            return event + b"\n\n"
-        if event.count(old) != 1:
-            return None
-        return event.replace(old, new) + b"\n\n"
+        return chunk
 
     def cut(self, why: str | None = None) -> UpstreamError:
         """The error for a stream that ended before ``[DONE]``, with the usage so far."""
         detail = f" ({why})" if why else ""
+        usage = self.usage or Usage(completion_tokens=self.produced)
         return UpstreamError(502, f"model {self.model.id}: upstream stream ended before "
-                             f"completion{detail}", usage=self.usage or Usage())
+                             f"completion{detail}", usage=usage)
 
     def final(self) -> dict[str, Any]:
         """The closing chunk: ``choices: []`` and the usage (upstream's, else counted)."""
