@@ -7,9 +7,9 @@ transaction. ``close()`` drains the queue, so a graceful shutdown (SIGTERM) lose
 
 from __future__ import annotations
 
+import collections
 import logging
 import operator
-import queue
 import threading
 import time
 from collections import defaultdict
@@ -22,7 +22,6 @@ from spaceai.storage.tables import api_keys
 
 log = logging.getLogger("spaceai.ledger")
 
-_STOP = object()
 
 
 @dataclass(slots=True)
@@ -56,67 +55,61 @@ class Ledger:
         self.engine = engine
         self.flush_interval_s = flush_interval_s
         self.batch_size = batch_size
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        # appended by the event loop, drained by the writer: the writer sleeps between
+        # flushes instead of waking for every row, so requests never wait for it
+        self._buffer: collections.deque[UsageRecord] = collections.deque()
+        self._recorded = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pending = 0
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
+        self._idle = threading.Condition()
         self.written = 0
         self.failures = 0
 
     def start(self) -> None:
+        self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="spaceai-ledger", daemon=True)
         self._thread.start()
 
     def record(self, rec: UsageRecord) -> None:
         """Queue one row; never blocks."""
-        with self._lock:
-            self._pending += 1
-        self._queue.put(rec)
+        self._recorded += 1
+        self._buffer.append(rec)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Block until every queued row is written (for tests, the CLI and shutdown)."""
+        """Block until every row recorded so far is written (tests, the CLI, shutdown)."""
+        target = self._recorded
         deadline = time.monotonic() + timeout
+        self._wake.set()
         with self._idle:
-            while self._pending:
+            while self.written < target:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._idle.wait(left)
+                self._idle.wait(min(left, 0.05))
+                self._wake.set()
         return True
 
     def close(self) -> None:
+        """Write everything still queued, then stop the writer."""
         if self._thread is None:
             return
-        self._queue.put(_STOP)
-        self._thread.join(timeout=30)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=60)
         self._thread = None
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            batch: list[UsageRecord] = []
-            try:
-                item = self._queue.get(timeout=self.flush_interval_s)
-            except queue.Empty:
-                continue
-            deadline = time.monotonic() + self.flush_interval_s
-            while True:
-                if item is _STOP:
-                    stopping = True
-                else:
-                    batch.append(item)
-                if len(batch) >= self.batch_size:
-                    break
-                try:
-                    left = deadline - time.monotonic()
-                    item = self._queue.get(timeout=left) if left > 0 and not stopping else (
-                        self._queue.get_nowait()
-                    )
-                except queue.Empty:
-                    break
-            if batch:
-                self._write(batch)
+        while True:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            stopping = self._stop.is_set()
+            buffer = self._buffer
+            while buffer:
+                n = min(len(buffer), self.batch_size)
+                self._write([buffer.popleft() for _ in range(n)])
+            if stopping:
+                return
 
     @property
     def _insert_sql(self) -> str:
@@ -170,6 +163,5 @@ class Ledger:
         else:
             log.error("ledger dropped %d rows after repeated failures", len(batch))
         with self._idle:
-            self._pending -= len(batch)
             self.written += len(batch)
             self._idle.notify_all()
