@@ -82,7 +82,8 @@ def serve(host: str, port: int, config: str | None, workers: int, as_json: bool)
         click.echo(f"Docs and playground:  {info['url']}/")
     uvicorn.run("spaceai.api.app:app_factory", factory=True, host=host, port=port,
                 workers=workers, loop="uvloop", http="httptools", access_log=False,
-                log_level="warning", timeout_graceful_shutdown=30, lifespan="on")
+                log_level="warning", timeout_graceful_shutdown=30, lifespan="on",
+                proxy_headers=False, server_header=False)
 
 
 def _redact(url: str) -> str:
