@@ -60,6 +60,38 @@ def _deployments(model: ModelConfig) -> list[Deployment]:
     return out
 
 
+class _InFlight:
+    """A stream that counts as in flight on its deployment until it ends or is closed, so
+    least-in-flight balancing sees long streams, not just their first byte."""
+
+    __slots__ = ("it", "dep")
+
+    def __init__(self, it: AsyncIterator[dict[str, Any]], dep: Deployment | None) -> None:
+        self.it = it
+        self.dep = dep
+        if dep is not None:
+            dep.in_flight += 1
+
+    def __aiter__(self) -> _InFlight:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        try:
+            return await self.it.__anext__()
+        except BaseException:
+            self._done()
+            raise
+
+    async def aclose(self) -> None:
+        self._done()
+        await self.it.aclose()
+
+    def _done(self) -> None:
+        if self.dep is not None:
+            self.dep.in_flight -= 1
+            self.dep = None
+
+
 def backoff_delay(attempt: int, retry_after: float | None) -> float:
     if retry_after is not None:
         return min(retry_after, _MAX_RETRY_AFTER_S)
@@ -131,6 +163,12 @@ class Router:
         assert last is not None
         raise last
 
+    def _deployment_of(self, config: ModelConfig) -> Deployment | None:
+        for dep in self._deployments.get(config.id, ()):
+            if dep.config is config:
+                return dep
+        return None
+
     async def run(self, model: ModelConfig, call: Callable[[Provider, ModelConfig], Any],
                   on_retry: Callable[[UpstreamError], None] | None = None
                   ) -> tuple[ModelConfig, Any]:
@@ -166,7 +204,7 @@ class Router:
             except BaseException:
                 await it.aclose()
                 raise
-            return chunk, it
+            return chunk, _InFlight(it, self._deployment_of(m))
 
         served, (chunk, it) = await self._attempts(model, first, on_retry)
         return served, chunk, it

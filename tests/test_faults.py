@@ -159,3 +159,31 @@ def test_client_disconnect_cancels_upstream_and_bills_what_was_produced(gw, clie
     r = row(gw, raw.headers["x-request-id"])
     assert r["status"] == "client_disconnected"
     assert 3 <= r["completion_tokens"] < 100 and r["streamed"] is True
+
+
+async def test_streams_count_as_in_flight_until_they_end():
+    """Least-in-flight balancing sees a long stream for its whole length."""
+    from spaceai.catalog import Catalog
+    from spaceai.router import Router
+
+    class Provider:
+        name = "openai"
+
+        async def chat_stream(self, req, model):
+            for i in range(3):
+                yield {"choices": [{"index": 0, "delta": {"content": str(i)}}]}
+
+    catalog = Catalog.from_dicts([{"id": "m", "provider": "openai", "api_key": "k",
+                                   "deployments": [{"base_url": "http://a/v1"},
+                                                   {"base_url": "http://b/v1"}]}])
+    router = Router(catalog, {"openai": Provider()})
+    from spaceai.types import ChatRequest
+
+    req = ChatRequest(model="m", messages=[{"role": "user", "content": "x"}], stream=True)
+    _, _, first = await router.open_stream(req, catalog.get("m"))
+    _, _, second = await router.open_stream(req, catalog.get("m"))
+    deps = router._deployments["m"]
+    assert sorted(d.in_flight for d in deps) == [1, 1]  # balanced: one stream on each
+    assert [c async for c in first]  # runs to its end
+    await second.aclose()
+    assert [d.in_flight for d in deps] == [0, 0]

@@ -57,6 +57,13 @@ SPEC: dict[str, Any] = {
                                              body="ChatCompletionRequest", ok="ChatCompletion")},
         "/v1/completions": {"post": _op("Create a legacy text completion",
                                         body="CompletionRequest")},
+        "/v1/embeddings": {"post": _op("Create embeddings (float or base64)",
+                                       body="EmbeddingRequest")},
+        "/v1/messages": {"post": _op("Anthropic Messages API in front of any chat model "
+                                     "(x-api-key or Bearer; SSE when stream is true)",
+                                     body="MessagesRequest")},
+        "/v1/messages/count_tokens": {"post": _op("Count the input tokens of a Messages request",
+                                                  body="MessagesRequest")},
         "/v1/key": {"get": _op("The calling key's limits, budget and spend", ok="Key")},
         "/admin/keys": {
             "get": _op("List keys", auth="admin"),
@@ -70,6 +77,7 @@ SPEC: dict[str, Any] = {
             _query("limit", "integer"), _query("offset", "integer")])},
         "/health/live": {"get": _op("Liveness", auth="none")},
         "/health/ready": {"get": _op("Readiness (database, Redis)", auth="none")},
+        "/metrics": {"get": _op("Prometheus metrics (text format)", auth="none")},
     },
     "components": {
         "securitySchemes": {
@@ -131,6 +139,20 @@ SPEC: dict[str, Any] = {
             "Usage": {"type": "object", "properties": {
                 "prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
                 "total_tokens": {"type": "integer"}, "cost": {"type": "number"}}},
+            "EmbeddingRequest": {"type": "object", "required": ["model", "input"], "properties": {
+                "model": {"type": "string"},
+                "input": {"oneOf": [{"type": "string"}, {"type": "array"}]},
+                "encoding_format": {"type": "string", "enum": ["float", "base64"]},
+                "dimensions": {"type": "integer", "minimum": 1}, "user": {"type": "string"}}},
+            "MessagesRequest": {"type": "object", "required": ["model", "messages", "max_tokens"],
+                                "properties": {
+                "model": {"type": "string"}, "messages": {"type": "array"},
+                "max_tokens": {"type": "integer", "minimum": 1},
+                "system": {"oneOf": [{"type": "string"}, {"type": "array"}]},
+                "stop_sequences": {"type": "array", "items": {"type": "string"}},
+                "temperature": {"type": "number"}, "top_p": {"type": "number"},
+                "top_k": {"type": "integer"}, "stream": {"type": "boolean"},
+                "tools": {"type": "array"}, "tool_choice": {"type": "object"}}},
             "KeyCreate": {"type": "object", "properties": {
                 "name": {"type": "string"}, "models": {"type": "array", "items": {"type": "string"}},
                 "budget": {"type": "number"}, "budget_period": {"type": "string",
