@@ -18,8 +18,6 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from spaceai.storage.tables import api_keys
-
 log = logging.getLogger("spaceai.ledger")
 
 
@@ -46,6 +44,8 @@ class UsageRecord:
 
 _FIELDS = tuple(UsageRecord.__dataclass_fields__)
 _row_of = operator.attrgetter(*_FIELDS)
+_AT, _KEY, _COST = (_FIELDS.index(f) for f in ("created_at", "key_id", "cost_nanos"))
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
 class Ledger:
@@ -57,7 +57,8 @@ class Ledger:
         self.batch_size = batch_size
         # appended by the event loop, drained by the writer: the writer sleeps between
         # flushes instead of waking for every row, so requests never wait for it
-        self._buffer: collections.deque[UsageRecord] = collections.deque()
+        self._buffer: collections.deque[tuple] = collections.deque()
+        self._sqlite = engine.dialect.name == "sqlite"
         self._recorded = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -72,9 +73,19 @@ class Ledger:
         self._thread.start()
 
     def record(self, rec: UsageRecord) -> None:
-        """Queue one row; never blocks."""
+        """Queue one row; never blocks.
+
+        The row is made ready for the driver here, a few microseconds spread over the
+        requests, so the writer thread only hands whole batches to the driver (whose C loop
+        lets go of the GIL) and never holds up the event loop with a burst of Python work.
+        """
+        row = _row_of(rec)
+        if self._sqlite:
+            # SQLAlchemy's own SQLite DateTime storage format (naive UTC), so reads parse it
+            row = row[:_AT] + (rec.created_at.astimezone(UTC).strftime(_SQLITE_TIME),) + row[
+                _AT + 1:]
         self._recorded += 1
-        self._buffer.append(rec)
+        self._buffer.append(row)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until every row recorded so far is written (tests, the CLI, shutdown)."""
@@ -128,33 +139,31 @@ class Ledger:
                                f"VALUES ({', '.join(marks_list)})")
         return sql
 
-    def _rows(self, batch: list[UsageRecord]) -> list[tuple]:
-        rows = [_row_of(rec) for rec in batch]
-        if self.engine.dialect.name == "sqlite":
-            # SQLAlchemy's own SQLite DateTime storage format (naive UTC), so reads parse it
-            at = _FIELDS.index("created_at")
-            rows = [r[:at] + (r[at].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),) + r[at + 1:]
-                    for r in rows]
-        if self.engine.dialect.paramstyle == "named":
-            rows = [dict(zip(_FIELDS, r, strict=True)) for r in rows]
-        return rows
-
-    def _write(self, batch: list[UsageRecord]) -> None:
+    def _write(self, batch: list[tuple]) -> None:
         spend: dict[str, int] = defaultdict(int)
-        for rec in batch:
-            if rec.key_id and rec.cost_nanos:
-                spend[rec.key_id] += rec.cost_nanos
-        rows = self._rows(batch)
+        for row in batch:
+            if row[_KEY] and row[_COST]:
+                spend[row[_KEY]] += row[_COST]
+        rows = batch
+        if self.engine.dialect.paramstyle == "named":
+            rows = [dict(zip(_FIELDS, r, strict=True)) for r in batch]
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        update = f"UPDATE api_keys SET spend_nanos = spend_nanos + {mark} WHERE id = {mark}"
         for attempt in range(10):
             try:
-                with self.engine.begin() as conn:
-                    conn.exec_driver_sql(self._insert_sql, rows)
-                    for key_id, nanos in spend.items():
-                        conn.execute(
-                            api_keys.update()
-                            .where(api_keys.c.id == key_id)
-                            .values(spend_nanos=api_keys.c.spend_nanos + nanos)
-                        )
+                # the driver's own connection: one executemany per table, one commit
+                conn = self.engine.raw_connection()
+                try:
+                    cur = conn.cursor()
+                    cur.executemany(self._insert_sql, rows)
+                    if spend:
+                        cur.executemany(update, [(n, k) for k, n in spend.items()])
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    raise
+                finally:
+                    conn.close()
                 break
             except Exception:  # noqa: BLE001 - keep the rows and retry: the ledger is money
                 self.failures += 1
