@@ -293,19 +293,31 @@ async def _gateway_tokens(base: str, key: str, streams: list[int], tokens: int) 
     return out
 
 
-def measure_local(upstream: Upstream, tokens: int) -> dict:
+def measure_local(upstream: Upstream, tokens: int, rounds: int = 3) -> dict:
+    """Engine alone vs through the gateway, alternating, median of ``rounds`` each."""
+    import statistics
+
     sys.path.insert(0, str(BENCH))
     from local_engine import measure  # the engine alone, same prompts and seeds
 
-    engine = asyncio.run(measure(streams=[1, 4], tokens=tokens))
+    engine: dict[int, list[float]] = {1: [], 4: []}
+    via: dict[int, list[float]] = {1: [], 4: []}
     gw = SpaceAI(upstream, local=True)
     try:
-        via = asyncio.run(_gateway_tokens(gw.base, gw.key, [1, 4], tokens))
+        for _ in range(rounds):
+            alone = asyncio.run(measure(streams=[1, 4], tokens=tokens))
+            through = asyncio.run(_gateway_tokens(gw.base, gw.key, [1, 4], tokens))
+            for n in (1, 4):
+                engine[n].append(alone[n]["tokens_per_s"])
+                via[n].append(through[n]["tokens_per_s"])
     finally:
         gw.close()
-    return {str(n): {"engine_tps": engine[n]["tokens_per_s"], "gateway_tps": via[n]["tokens_per_s"],
-                     "ratio": via[n]["tokens_per_s"] / engine[n]["tokens_per_s"]}
-            for n in (1, 4)}
+    out = {}
+    for n in (1, 4):
+        e, g = statistics.median(engine[n]), statistics.median(via[n])
+        out[str(n)] = {"engine_tps": e, "gateway_tps": g, "ratio": g / e,
+                       "engine_runs": engine[n], "gateway_runs": via[n]}
+    return out
 
 
 def shared_state_available() -> tuple[str, str] | None:
@@ -353,7 +365,7 @@ def table(results: dict) -> str:
         text += "\n\n" + "\n".join(f"- {k}: {v:.1f}x" for k, v in ratios.items())
     local = results.get("local_model")
     if local:
-        text += "\n\n| local model, 128-token streams | engine alone (tokens/s) | through " \
+        text += "\n\n| local model, 128-token streams (median of 3) | engine alone (tokens/s) | through " \
                 "SpaceAI (tokens/s) | ratio |\n|---|---|---|---|\n"
         text += "\n".join(f"| {n} stream{'s' if n != '1' else ''} | {v['engine_tps']:.1f} | "
                           f"{v['gateway_tps']:.1f} | {v['ratio'] * 100:.0f}% |"
