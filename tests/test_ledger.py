@@ -221,3 +221,38 @@ def test_usage_api_cli_and_own_key_agree_to_the_cent(tmp_path, fake):
         assert first["has_more"] and second["has_more"] and not third["has_more"]
         ids = [r["id"] for page in (first, second, third) for r in page["data"]]
         assert len(ids) == len(set(ids)) == 5
+
+
+def test_rows_survive_the_writer_process_being_killed(tmp_path):
+    """The writer process is restarted and the batch sent again: no row is lost."""
+    import os
+    import signal
+
+    import sqlalchemy as sa
+
+    from spaceai.metering.ledger import Ledger, UsageRecord
+    from spaceai.storage.db import create_engine, migrate
+
+    url = f"sqlite:///{tmp_path}/kill.db"
+    migrate(url)
+    engine = create_engine(url)
+    ledger = Ledger(engine, flush_interval_s=0.05)
+    ledger.start()
+
+    def rec(i):
+        return UsageRecord(request_id=f"r{i}", key_id=None, model="m", provider="openai",
+                           endpoint="/v1/chat/completions", status="ok", http_status=200,
+                           prompt_tokens=i, completion_tokens=1)
+
+    for i in range(50):
+        ledger.record(rec(i))
+    assert ledger.flush(10)
+    os.kill(ledger._process.pid, signal.SIGKILL)
+    ledger._process.join(5)
+    for i in range(50, 120):
+        ledger.record(rec(i))
+    assert ledger.flush(20)
+    ledger.close()
+    with engine.connect() as conn:
+        n, total = conn.execute(sa.text("SELECT count(*), sum(prompt_tokens) FROM usage")).one()
+    assert n == 120 and total == sum(range(120))
