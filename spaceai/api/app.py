@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from spaceai.api import admin, completions, embeddings, health, messages, models
-from spaceai.api.http import ClientGone, Request, Response, error_response, json_response
+from spaceai.api.http import ClientGone, Request, error_response, json_response
 from spaceai.api.metrics import metrics_endpoint
 from spaceai.api.openapi import openapi_response
 from spaceai.api.pages import docs_page, static_file
@@ -132,4 +132,3 @@ def app_factory() -> App:
     return create_app()
 
 
-_ = Response  # re-exported for handlers' type hints

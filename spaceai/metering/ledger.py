@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import collections
 import logging
-import multiprocessing
 import operator
+import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,7 +22,6 @@ from datetime import UTC, datetime
 import orjson
 import sqlalchemy as sa
 
-from spaceai.metering import ledger_process
 from spaceai.metering.ledger_process import target_of
 
 log = logging.getLogger("spaceai.ledger")
@@ -80,14 +81,23 @@ class Ledger:
 
     def _spawn(self) -> None:
         """Start (or restart) the writer process."""
-        ctx = multiprocessing.get_context("spawn")
-        self._pipe, child = ctx.Pipe()
         kind, target = target_of(self.engine.url)
-        self._process = ctx.Process(
-            target=ledger_process.main, name="spaceai-ledger-writer", daemon=True,
-            args=(kind, target, _FIELDS, _KEY, _COST, child))
-        self._process.start()
-        child.close()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "spaceai.metering.ledger_process", kind,
+             ",".join(_FIELDS), str(_KEY), str(_COST)],
+            # the database URL may hold a password: the environment, unlike argv, is private
+            env={**os.environ, "SPACEAI_LEDGER_TARGET": target},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def _exchange(self, payload: bytes) -> int:
+        """Send one frame to the writer; its answer (rows written)."""
+        proc = self._process
+        proc.stdin.write(len(payload).to_bytes(4, "big") + payload)
+        proc.stdin.flush()
+        answer = proc.stdout.read(4)
+        if len(answer) < 4:
+            raise EOFError("ledger writer process ended")
+        return int.from_bytes(answer, "big")
 
     def record(self, rec: UsageRecord) -> None:
         """Queue one row; never blocks.
@@ -138,26 +148,28 @@ class Ledger:
                 self._write(n, b"\n".join([buffer.popleft() for _ in range(n)]))
             if stopping:
                 try:
-                    self._pipe.send_bytes(b"")  # the end
-                    self._pipe.recv()
+                    self._exchange(b"")  # the end
                 except (EOFError, OSError):
                     pass
-                self._process.join(timeout=30)
+                try:
+                    self._process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
                 return
 
     def _write(self, n: int, batch: bytes) -> None:
         """Hand one batch (JSON rows, one a line) to the writer process; wait for its answer."""
         for attempt in range(10):
             try:
-                self._pipe.send_bytes(batch)
-                self._pipe.recv()
+                self._exchange(batch)
                 break
             except (EOFError, OSError):
                 # the writer died (killed?): start another and send the batch again
                 self.failures += 1
                 log.error("ledger writer process is gone (attempt %d): restarting it",
                           attempt + 1)
-                self._process.join(timeout=1)
+                self._process.kill()
+                self._process.wait()
                 self._spawn()
         else:
             log.error("ledger dropped %d rows: no writer process", n)

@@ -5,14 +5,18 @@ time is taken from requests. Here it is not: the gateway hands over whole batche
 pipe and this process inserts them with the driver (sqlite3 or psycopg), adds each batch's
 cost to the keys' spend in the same transaction, and answers with the number of rows written.
 
-It imports nothing heavy, ignores SIGINT and SIGTERM (the gateway decides when it stops: after
-the last batch, on a graceful shutdown) and ends when the pipe closes.
+It runs as ``python -m spaceai.metering.ledger_process`` and imports nothing heavy (about
+16 MB). Batches arrive on stdin as frames (a 4-byte big-endian length, then JSON rows, one a
+line); each is answered on stdout with the 4-byte count of rows written. An empty frame or
+the end of stdin stops it. It ignores SIGINT and SIGTERM: the gateway decides when it stops,
+after the last batch of a graceful shutdown.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import sys
 import time
 from typing import Any
 
@@ -40,19 +44,31 @@ def _connect(kind: str, target: str) -> tuple[Any, str]:
     return psycopg.connect(target), "%s"
 
 
-def main(kind: str, target: str, fields: tuple[str, ...], key_at: int, cost_at: int,
-         pipe: Any) -> None:
-    """Write every batch received on ``pipe`` until it closes or sends None."""
+def _read(stream: Any, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        part = stream.read(n - len(data))
+        if not part:
+            raise EOFError
+        data += part
+    return data
+
+
+def main(kind: str, target: str, fields: tuple[str, ...], key_at: int, cost_at: int) -> None:
+    """Write every batch received on stdin until it ends or sends an empty frame."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     db = None
     while True:
         try:
-            message = pipe.recv_bytes()
-        except (EOFError, OSError):
+            size = int.from_bytes(_read(stdin, 4), "big")
+            message = _read(stdin, size) if size else b""
+        except EOFError:
             return
         if not message:
-            pipe.send(0)
+            stdout.write((0).to_bytes(4, "big"))
+            stdout.flush()
             return
         batch = [orjson.loads(line) for line in message.split(b"\n")]
         spend: dict[str, int] = {}
@@ -82,4 +98,13 @@ def main(kind: str, target: str, fields: tuple[str, ...], key_at: int, cost_at: 
                 time.sleep(min(2.0, 0.1 * 2**attempt))
         else:
             log.error("ledger dropped %d rows after repeated failures", len(batch))
-        pipe.send(len(batch))
+        stdout.write(len(batch).to_bytes(4, "big"))
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    import os
+
+    _kind, _fields, _key_at, _cost_at = sys.argv[1:5]
+    main(_kind, os.environ["SPACEAI_LEDGER_TARGET"], tuple(_fields.split(",")), int(_key_at),
+         int(_cost_at))

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import socket
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -119,17 +117,6 @@ class HttpClient:
     def timeout(model: ModelConfig) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=None, connect=model.connect_timeout_s,
                                      sock_read=model.timeout_s)
-
-    @staticmethod
-    @contextlib.asynccontextmanager
-    async def first_byte(model: ModelConfig) -> AsyncIterator[None]:
-        """Bound the wait for the response headers by the model's time-to-first-byte timeout."""
-        limit = model.first_byte_timeout_s or model.timeout_s
-        try:
-            async with asyncio.timeout(limit):
-                yield
-        except TimeoutError:
-            raise timed_out(model, f"no response within {limit:g} s") from None
 
     @staticmethod
     def connection_error(exc: BaseException, model: ModelConfig) -> UpstreamError:
