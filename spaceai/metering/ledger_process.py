@@ -15,6 +15,7 @@ after the last batch of a graceful shutdown.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -38,6 +39,7 @@ def _connect(kind: str, target: str) -> tuple[Any, str]:
 
         conn = sqlite3.connect(target, timeout=30)
         conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA synchronous=NORMAL")  # as the gateway's own connections (WAL)
         return conn, "?"
     import psycopg
 
@@ -58,6 +60,12 @@ def main(kind: str, target: str, fields: tuple[str, ...], key_at: int, cost_at: 
     """Write every batch received on stdin until it ends or sends an empty frame."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        # background work: the CPU goes to requests first (the kernel still gives this
+        # process its share under full load, so rows never pile up for long)
+        os.nice(10)
+    except OSError:
+        pass
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     db = None
     while True:
@@ -103,8 +111,6 @@ def main(kind: str, target: str, fields: tuple[str, ...], key_at: int, cost_at: 
 
 
 if __name__ == "__main__":
-    import os
-
     _kind, _fields, _key_at, _cost_at = sys.argv[1:5]
     main(_kind, os.environ["SPACEAI_LEDGER_TARGET"], tuple(_fields.split(",")), int(_key_at),
          int(_cost_at))
