@@ -60,6 +60,20 @@ def _deployments(model: ModelConfig) -> list[Deployment]:
     return out
 
 
+async def first_chunk(it: AsyncIterator[Any], model: ModelConfig) -> Any:
+    """The first item of a provider stream: an empty stream is a retryable failure, and a
+    failure closes the stream. Awaiting it inside a router attempt is what lets retries and
+    fallbacks happen before anything reached the client."""
+    try:
+        return await it.__anext__()
+    except StopAsyncIteration:
+        raise UpstreamError(502, f"model {model.id}: upstream sent an empty stream",
+                            retryable=True) from None
+    except BaseException:
+        await it.aclose()
+        raise
+
+
 class _InFlight:
     """A stream that counts as in flight on its deployment until it ends or is closed, so
     least-in-flight balancing sees long streams, not just their first byte."""
@@ -196,15 +210,12 @@ class Router:
                 it = provider.completion_stream(req, m)
             else:
                 it = provider.chat_stream(req, m)
-            try:
-                chunk = await it.__anext__()
-            except StopAsyncIteration:
-                raise UpstreamError(502, f"model {m.id}: upstream sent an empty stream",
-                                    retryable=True) from None
-            except BaseException:
-                await it.aclose()
-                raise
-            return chunk, _InFlight(it, self._deployment_of(m))
+            chunk = await first_chunk(it, m)
+            return chunk, self.track(it, m)
 
         served, (chunk, it) = await self._attempts(model, first, on_retry)
         return served, chunk, it
+
+    def track(self, it: AsyncIterator[Any], config: ModelConfig) -> AsyncIterator[Any]:
+        """``it``, counted as in flight on its deployment until it ends or is closed."""
+        return _InFlight(it, self._deployment_of(config))

@@ -23,14 +23,30 @@ def local_gateway(tmp_path):
         yield gw
 
 
+@pytest.fixture(scope="module")
+def pg_url():
+    """A fresh PostgreSQL database on the local server for this module, dropped after it."""
+    from support.backends import drop_database, postgres_url
+
+    url = postgres_url()
+    yield url
+    drop_database(url)
+
+
 @pytest.fixture
-def fake_openai():
+def fake():
+    """A fake OpenAI upstream for one test (same as ``fake_openai``)."""
     from fakes.upstream import FakeOpenAI
 
     fake = FakeOpenAI()
     fake.start_in_thread()
     yield fake
     fake.stop_thread()
+
+
+@pytest.fixture
+def fake_openai(fake):
+    return fake
 
 
 @pytest.fixture

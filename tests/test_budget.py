@@ -8,28 +8,13 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from fakes.upstream import FakeOpenAI, Reply
-from support.backends import REDIS_URL, drop_database, postgres_url, priced_model
+from fakes.upstream import Reply
+from support.backends import REDIS_URL, priced_model
 from support.server import GatewayServer
 
 PROMPT = [{"role": "user", "content": "Say hello to the budget test please"}]
 # the fake answers 3 completion tokens and counts 7 words + 3 = 10 prompt tokens: $0.00048
 SERVED_COST = Decimal("0.00048")
-
-
-@pytest.fixture(scope="module")
-def pg_url():
-    url = postgres_url()
-    yield url
-    drop_database(url)
-
-
-@pytest.fixture
-def fake():
-    fake = FakeOpenAI()
-    fake.start_in_thread()
-    yield fake
-    fake.stop_thread()
 
 
 @contextlib.contextmanager

@@ -18,27 +18,12 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from fakes.upstream import Error, FakeOpenAI, Hang, Reply, SlowStream
-from support.backends import REDIS_URL, drop_database, postgres_url, priced_model
+from support.backends import REDIS_URL, priced_model
 from support.server import ADMIN_KEY, GatewayServer, free_port
 
 PROMPT = [{"role": "user", "content": "Say hello to the budget test please"}]
 N = 3  # requests of each kind
 CLI = [sys.executable, "-m", "spaceai"]
-
-
-@pytest.fixture(scope="module")
-def pg_url():
-    url = postgres_url()
-    yield url
-    drop_database(url)
-
-
-@pytest.fixture
-def fake():
-    fake = FakeOpenAI()
-    fake.start_in_thread()
-    yield fake
-    fake.stop_thread()
 
 
 def _chat(gw: GatewayServer, secret: str, **body) -> httpx.Response:

@@ -14,28 +14,13 @@ import httpx
 import pytest
 import yaml
 from click.testing import CliRunner
-from fakes.upstream import FakeOpenAI, Reply
-from support.backends import REDIS_URL, drop_database, postgres_url, priced_model
+from fakes.upstream import Reply
+from support.backends import REDIS_URL, priced_model
 from support.server import ADMIN_KEY, GatewayServer, free_port
 
 from spaceai.cli import main
 
 PROMPT = [{"role": "user", "content": "Say hello to the budget test please"}]
-
-
-@pytest.fixture(scope="module")
-def pg_url():
-    url = postgres_url()
-    yield url
-    drop_database(url)
-
-
-@pytest.fixture
-def fake():
-    fake = FakeOpenAI()
-    fake.start_in_thread()
-    yield fake
-    fake.stop_thread()
 
 
 def test_budget_race_across_two_worker_processes(tmp_path, fake, pg_url):

@@ -7,28 +7,13 @@ import contextlib
 
 import httpx
 import pytest
-from fakes.upstream import FakeOpenAI, Reply
-from support.backends import REDIS_URL, drop_database, postgres_url, priced_model
+from fakes.upstream import Reply
+from support.backends import REDIS_URL, priced_model
 from support.server import GatewayServer
 
 PROMPT = [{"role": "user", "content": "Say hello to the budget test please"}]
 RESERVED_TOKENS = 15 + 5  # the gateway's prompt estimate + max_tokens
 USED_TOKENS = 10 + 3  # what the fake reports
-
-
-@pytest.fixture(scope="module")
-def pg_url():
-    url = postgres_url()
-    yield url
-    drop_database(url)
-
-
-@pytest.fixture
-def fake():
-    fake = FakeOpenAI()
-    fake.start_in_thread()
-    yield fake
-    fake.stop_thread()
 
 
 @contextlib.contextmanager

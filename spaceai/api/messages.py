@@ -35,6 +35,7 @@ from spaceai.providers.anthropic.reverse import (
 )
 from spaceai.providers.base import Provider
 from spaceai.providers.openai_stream import WireBlock
+from spaceai.router import first_chunk
 from spaceai.types import GatewayError, UpstreamError, Usage
 
 log = logging.getLogger("spaceai.api.messages")
@@ -141,15 +142,8 @@ async def _stream(call: metered.Call, body: dict[str, Any]) -> StreamResponse:
             it = stream_events(provider, body, model)  # type: ignore[arg-type]
         else:
             it = provider.chat_stream(req, model)
-        try:
-            first = await it.__anext__()
-        except StopAsyncIteration:
-            raise UpstreamError(502, f"model {model.id}: upstream sent an empty stream",
-                                retryable=True) from None
-        except BaseException:
-            await it.aclose()
-            raise
-        return provider.name == "anthropic", first, it
+        first = await first_chunk(it, model)
+        return provider.name == "anthropic", first, call.gw.router.track(it, model)
 
     try:
         served, (native, first, rest) = await call.gw.router.run(call.model, attempt)
