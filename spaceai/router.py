@@ -122,9 +122,9 @@ class Router:
         self.providers = providers
         self.sleep = sleep
         self._deployments = {m.id: _deployments(m) for m in catalog}
+        self._candidates = {m.id: self._chain(m) for m in catalog}
 
-    def candidates(self, model: ModelConfig) -> list[ModelConfig]:
-        """The model, then its fallbacks, in order (without repeats)."""
+    def _chain(self, model: ModelConfig) -> list[ModelConfig]:
         seen, out = set(), []
         for mid in [model.id, *model.fallbacks]:
             m = self.catalog.get(mid)
@@ -132,6 +132,10 @@ class Router:
                 seen.add(mid)
                 out.append(m)
         return out
+
+    def candidates(self, model: ModelConfig) -> list[ModelConfig]:
+        """The model, then its fallbacks, in order (without repeats); built at start-up."""
+        return self._candidates.get(model.id) or self._chain(model)
 
     def _pick(self, model: ModelConfig, tried: set[int]) -> Deployment:
         deps = self._deployments[model.id]
@@ -142,8 +146,7 @@ class Router:
         healthy = [d for d in fresh if d.cool_until <= now] or fresh
         return min(healthy, key=lambda d: d.in_flight)
 
-    async def _attempts(self, model: ModelConfig, call: Callable[[Provider, ModelConfig], Any],
-                        on_retry: Callable[[UpstreamError], None] | None = None):
+    async def _attempts(self, model: ModelConfig, call: Callable[[Provider, ModelConfig], Any]):
         """Run ``call`` on deployments of the model and its fallbacks until one succeeds."""
         last: GatewayError | None = None
         for candidate in self.candidates(model):
@@ -163,8 +166,6 @@ class Router:
                 except UpstreamError as exc:
                     dep.failed()
                     last = exc
-                    if on_retry is not None:
-                        on_retry(exc)
                     if not exc.retryable:
                         raise
                     if attempt < candidate.max_retries:
@@ -183,22 +184,19 @@ class Router:
                 return dep
         return None
 
-    async def run(self, model: ModelConfig, call: Callable[[Provider, ModelConfig], Any],
-                  on_retry: Callable[[UpstreamError], None] | None = None
+    async def run(self, model: ModelConfig, call: Callable[[Provider, ModelConfig], Any]
                   ) -> tuple[ModelConfig, Any]:
         """Any provider call, with deployments, retries and fallbacks: (served model, result)."""
-        return await self._attempts(model, call, on_retry)
+        return await self._attempts(model, call)
 
-    async def complete(self, req: ChatRequest, model: ModelConfig,
-                       on_retry: Callable[[UpstreamError], None] | None = None
+    async def complete(self, req: ChatRequest, model: ModelConfig
                        ) -> tuple[ModelConfig, dict[str, Any]]:
         """A non-streaming answer: (the model that served it, the OpenAI-shaped body)."""
         if req.prompt is not None:
-            return await self._attempts(model, lambda p, m: p.completion(req, m), on_retry)
-        return await self._attempts(model, lambda p, m: p.chat(req, m), on_retry)
+            return await self._attempts(model, lambda p, m: p.completion(req, m))
+        return await self._attempts(model, lambda p, m: p.chat(req, m))
 
-    async def open_stream(self, req: ChatRequest, model: ModelConfig,
-                          on_retry: Callable[[UpstreamError], None] | None = None
+    async def open_stream(self, req: ChatRequest, model: ModelConfig
                           ) -> tuple[ModelConfig, dict[str, Any], AsyncIterator[dict[str, Any]]]:
         """Start a stream: (model serving it, its first chunk, the iterator of the rest).
 
@@ -213,7 +211,7 @@ class Router:
             chunk = await first_chunk(it, m)
             return chunk, self.track(it, m)
 
-        served, (chunk, it) = await self._attempts(model, first, on_retry)
+        served, (chunk, it) = await self._attempts(model, first)
         return served, chunk, it
 
     def track(self, it: AsyncIterator[Any], config: ModelConfig) -> AsyncIterator[Any]:

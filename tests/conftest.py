@@ -61,10 +61,9 @@ def fake_anthropic():
 
 def openai_model(fake, id="gpt-4o", **extra):
     """A catalog entry routing ``id`` to the fake OpenAI upstream."""
-    return {"id": id, "provider": "openai", "upstream_model": extra.pop("upstream_model", id),
-            "base_url": fake.base_url, "api_key": fake.api_key, "owned_by": "openai-internal",
-            "capabilities": ["chat", "completions"],
-            "pricing": {"input": 0.00003, "output": 0.00006}, "max_retries": 0, **extra}
+    from support.backends import priced_model
+
+    return priced_model(fake, id, owned_by="openai-internal", **extra)
 
 
 def anthropic_model(fake, id="claude-3.5-sonnet", **extra):

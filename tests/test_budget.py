@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from decimal import Decimal
 
 import httpx
 import pytest
 from fakes.upstream import Reply
-from support.backends import REDIS_URL, priced_model
+from support.backends import gateways, priced_model
 from support.server import GatewayServer
 
 PROMPT = [{"role": "user", "content": "Say hello to the budget test please"}]
 # the fake answers 3 completion tokens and counts 7 words + 3 = 10 prompt tokens: $0.00048
 SERVED_COST = Decimal("0.00048")
-
-
-@contextlib.contextmanager
-def gateways(tmp_path, fake, backend: str, pg_url: str | None):
-    """One gateway on SQLite, or two sharing PostgreSQL and Redis."""
-    models = [priced_model(fake)]
-    if backend == "sqlite":
-        with GatewayServer(tmp_path, models=models) as gw:
-            yield [gw]
-        return
-    with GatewayServer(tmp_path, models=models, database_url=pg_url, redis_url=REDIS_URL) as a, \
-            GatewayServer(tmp_path, models=models, database_url=pg_url, redis_url=REDIS_URL) as b:
-        yield [a, b]
 
 
 async def _race(servers: list[GatewayServer], secret: str, n: int, **body):

@@ -5,20 +5,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from fakes.upstream import FakeOpenAI
 from prometheus_client.parser import text_string_to_metric_families
 from support.backends import priced_model
 from support.server import GatewayServer
 
 PROMPT = [{"role": "user", "content": "Say hello to the budget test please"}]
-
-
-@pytest.fixture
-def fake():
-    fake = FakeOpenAI()
-    fake.start_in_thread()
-    yield fake
-    fake.stop_thread()
 
 
 def scrape(gw: GatewayServer) -> dict[tuple[str, tuple], float]:

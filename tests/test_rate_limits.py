@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import httpx
 import pytest
 from fakes.upstream import Reply
-from support.backends import REDIS_URL, priced_model
+from support.backends import gateways, priced_model
 from support.server import GatewayServer
 
 PROMPT = [{"role": "user", "content": "Say hello to the budget test please"}]
 RESERVED_TOKENS = 15 + 5  # the gateway's prompt estimate + max_tokens
 USED_TOKENS = 10 + 3  # what the fake reports
-
-
-@contextlib.contextmanager
-def gateways(tmp_path, fake, backend: str, pg_url: str):
-    models = [priced_model(fake)]
-    if backend == "sqlite":
-        with GatewayServer(tmp_path, models=models) as gw:
-            yield [gw]
-        return
-    with GatewayServer(tmp_path, models=models, database_url=pg_url, redis_url=REDIS_URL) as a, \
-            GatewayServer(tmp_path, models=models, database_url=pg_url, redis_url=REDIS_URL) as b:
-        yield [a, b]
 
 
 async def _burst(servers, secret: str, n: int) -> list[httpx.Response]:

@@ -114,18 +114,9 @@ class HttpClient:
             self.session = None
 
     @staticmethod
-    def timeout(model: ModelConfig) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=None, connect=model.connect_timeout_s,
-                                     sock_read=model.timeout_s)
-
-    @staticmethod
     def connection_error(exc: BaseException, model: ModelConfig) -> UpstreamError:
         if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
             return timed_out(model, "read timeout")
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            return UpstreamError(502, f"model {model.id}: cannot connect to upstream "
-                                 f"({exc.host}:{exc.port})", code="upstream_unreachable",
-                                 retryable=True)
         if isinstance(exc, (ConnectionRefusedError, socket.gaierror)) or (
                 isinstance(exc, OSError) and not isinstance(exc, ConnectionError)):
             return UpstreamError(502, f"model {model.id}: cannot connect to upstream "

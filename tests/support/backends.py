@@ -6,6 +6,7 @@ collide; Redis state is per key id, and key ids are random, so tests share Redis
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from typing import Any
@@ -35,3 +36,18 @@ def priced_model(fake: Any, id: str = "gpt-4o", **extra: Any) -> dict[str, Any]:
     return {"id": id, "provider": "openai", "upstream_model": id, "base_url": fake.base_url,
             "api_key": fake.api_key, "capabilities": ["chat", "completions"],
             "pricing": {"input": 0.00003, "output": 0.00006}, "max_retries": 0, **extra}
+
+
+@contextlib.contextmanager
+def gateways(tmp_path, fake: Any, backend: str, pg_url: str | None):  # noqa: ANN001, ANN201
+    """One gateway on SQLite, or two sharing PostgreSQL and Redis, serving ``priced_model``."""
+    from support.server import GatewayServer
+
+    models = [priced_model(fake)]
+    if backend == "sqlite":
+        with GatewayServer(tmp_path, models=models) as gw:
+            yield [gw]
+        return
+    with GatewayServer(tmp_path, models=models, database_url=pg_url, redis_url=REDIS_URL) as a, \
+            GatewayServer(tmp_path, models=models, database_url=pg_url, redis_url=REDIS_URL) as b:
+        yield [a, b]

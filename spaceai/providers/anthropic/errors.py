@@ -6,13 +6,12 @@ HTTP error body and as an ``error`` event inside a stream.
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
+from spaceai.providers.http import retry_after_seconds
 from spaceai.types import GatewayError, UpstreamError, Usage
 
 # anthropic error type -> (gateway status, OpenAI error type, OpenAI code, retryable)
@@ -41,24 +40,6 @@ _BY_STATUS = {
 }
 
 _AUTH_MESSAGE = "the upstream provider rejected the configured Anthropic API key"
-
-
-def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), else None."""
-    if not headers:
-        return None
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def upstream_error(
@@ -124,7 +105,7 @@ def error_from_body(
         status,
         err.get("type"),
         err.get("message") if isinstance(err.get("message"), str) else None,
-        retry_after=parse_retry_after(headers),
+        retry_after=retry_after_seconds(headers),
         secret=secret,
     )
 

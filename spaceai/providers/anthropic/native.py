@@ -39,16 +39,7 @@ async def send_message(provider: AnthropicProvider, body: dict[str, Any],
     """One non-streaming Messages call; the upstream's message as it came."""
     deadline = asyncio.get_running_loop().time() + model.timeout_s
     resp = await provider._post(model, _upstream_body(body, model, False), deadline)
-    try:
-        async with asyncio.timeout_at(deadline):
-            raw = await resp.read()
-    except TimeoutError as exc:
-        raise _timeout_error() from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise UpstreamError(502, "Anthropic: the upstream response was cut",
-                            retryable=True) from exc
-    finally:
-        resp.release()
+    raw = await provider.read_body(resp, deadline)
     try:
         msg = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

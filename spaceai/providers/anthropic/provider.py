@@ -109,17 +109,12 @@ class AnthropicProvider(Provider):
             resp.release()
         raise error_from_body(resp.status, raw, resp.headers, secret=key)
 
-    # -- Provider interface ----------------------------------------------------------------
-
-    async def chat(self, req: ChatRequest, model: ModelConfig) -> dict[str, Any]:
-        """One non-streaming chat completion, as an OpenAI ``chat.completion`` dict."""
-        body = build_request(req, model)
-        body.pop("stream", None)
-        deadline = asyncio.get_running_loop().time() + model.timeout_s
-        resp = await self._post(model, body, deadline)
+    @staticmethod
+    async def read_body(resp: aiohttp.ClientResponse, deadline: float) -> bytes:
+        """The whole body of a 2xx answer by ``deadline``; a stall or a cut is an error."""
         try:
             async with asyncio.timeout_at(deadline):
-                raw = await resp.read()
+                return await resp.read()
         except TimeoutError as exc:
             raise _timeout_error() from exc
         except (aiohttp.ClientError, OSError) as exc:
@@ -128,6 +123,16 @@ class AnthropicProvider(Provider):
             ) from exc
         finally:
             resp.release()
+
+    # -- Provider interface ----------------------------------------------------------------
+
+    async def chat(self, req: ChatRequest, model: ModelConfig) -> dict[str, Any]:
+        """One non-streaming chat completion, as an OpenAI ``chat.completion`` dict."""
+        body = build_request(req, model)
+        body.pop("stream", None)
+        deadline = asyncio.get_running_loop().time() + model.timeout_s
+        resp = await self._post(model, body, deadline)
+        raw = await self.read_body(resp, deadline)
         try:
             msg = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
