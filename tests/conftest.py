@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -13,7 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from support.server import GatewayServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE_DIR = Path(os.environ.get("SPACEAI_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
+# recorded real streams, kept in the repository so a clone anywhere runs the suite
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ and the provider against a local fake upstream."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from pathlib import Path
 
@@ -28,10 +27,7 @@ from spaceai.providers.anthropic.stream import AnthropicStreamDecoder
 from spaceai.providers.sse import SSEParser
 from spaceai.types import ChatRequest, GatewayError, UpstreamError
 
-REF = Path(
-    os.environ.get("SPACEAI_REFERENCE_DIR")
-    or Path(__file__).resolve().parents[2] / "shared" / "reference"
-)
+REF = Path(__file__).resolve().parent / "reference"
 STREAMS = REF / "recorded-streams"
 SECRET = "sk-ant-test-SECRET-123"
 

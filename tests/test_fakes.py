@@ -32,7 +32,7 @@ from tests.fakes import (  # noqa: E402
     unused_port,
 )
 
-REFERENCE = ROOT.parent / "shared" / "reference" / "recorded-streams"
+REFERENCE = Path(__file__).resolve().parent / "reference" / "recorded-streams"
 MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello to me"}]
 # usage formula: words + 3 per message
 PROMPT_TOKENS = (2 + 3) + (4 + 3)
