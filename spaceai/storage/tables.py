@@ -51,6 +51,19 @@ usage = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+sa.Index("ux_usage_request_id", usage.c.request_id, unique=True)
 sa.Index("ix_usage_key_created", usage.c.key_id, usage.c.created_at)
 sa.Index("ix_usage_created", usage.c.created_at)
 sa.Index("ix_usage_model_created", usage.c.model, usage.c.created_at)
+
+# rows the database refused even after repair: kept verbatim, never silently dropped
+usage_dead_letters = sa.Table(
+    "usage_dead_letters",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
