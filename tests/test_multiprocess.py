@@ -114,7 +114,8 @@ def test_ready_checks_redis(tmp_path, fake, pg_url):
                        redis_url=REDIS_URL) as gw:
         r = httpx.get(gw.base_url + "/health/ready")
         assert r.status_code == 200
-        assert r.json()["checks"] == {"database": "ok", "redis": "ok", "gateway": "ok"}
+        assert r.json()["checks"] == {"database": "ok", "redis": "ok", "ledger": "ok",
+                                       "gateway": "ok"}
 
 
 @pytest.mark.parametrize("env, missing", [

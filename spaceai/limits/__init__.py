@@ -54,6 +54,12 @@ class Control:
     async def spend_nanos(self, key: KeyRecord) -> int:
         return key.spend_nanos
 
+    async def recover(self, rows: list[list]) -> None:
+        """Settle the reservations of rows a dead process spooled but may not have settled.
+
+        In-process limits start from the database, which has those rows already.
+        """
+
 
 def build_control(settings: Settings, engine: sa.Engine, ledger: Ledger) -> Control:
     """Redis-backed limits when ``settings.redis_url`` is set, else in-process ones."""

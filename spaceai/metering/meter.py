@@ -98,7 +98,7 @@ class Meter:
             streamed=self.req.stream,
             latency_ms=(now - self.started) * 1000,
             ttft_ms=(self.first_token_at - self.started) * 1000 if self.first_token_at else None,
-        ))
+        ), (self.admission.id, self.admission.period))
         await self.control.settle(self.admission, usage.total_tokens, self.cost)
         metrics.request_finished(
             served.id, status, usage.prompt_tokens, usage.completion_tokens, usd(self.cost),
