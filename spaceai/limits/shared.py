@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 import sqlalchemy as sa
@@ -204,12 +205,13 @@ class RedisControl(Control):
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             return {"redis": f"error: {type(exc).__name__}"}
 
-    async def admit(self, key: KeyRecord, model: ModelConfig, req: ChatRequest) -> Admission:
+    async def admit(self, key: KeyRecord, model: ModelConfig, req: ChatRequest,
+                    chain: Sequence[ModelConfig] = ()) -> Admission:
         if not is_limited(key):
             return Admission(key=key)
         period = current_period(key)
         keys = redis_keys(key.id, period)
-        need_nanos, need_tokens = reservation(model, req)
+        need_nanos, need_tokens = reservation(model, req, chain)
         ident = os.urandom(8).hex()
         args = [ident, -1 if key.budget_nanos is None else key.budget_nanos, need_nanos,
                 -1 if key.rpm is None else key.rpm, -1 if key.tpm is None else key.tpm,

@@ -12,6 +12,7 @@ from spaceai import metrics
 from spaceai.catalog import ModelConfig
 from spaceai.keys import KeyRecord
 from spaceai.limits import Admission, Control
+from spaceai.limits.policy import max_output_tokens
 from spaceai.metering.ledger import Ledger, UsageRecord
 from spaceai.metering.tokens import estimate_prompt_tokens
 from spaceai.storage.tables import NANOS_PER_USD
@@ -77,10 +78,18 @@ class Meter:
         if self.done:
             return self.cost
         self.done = True
-        if usage.completion_tokens and not usage.prompt_tokens:
-            # a stream cut before upstream reported its counts: the prompt was still consumed
+        if usage.problem:
+            # the upstream's counts cannot be trusted: bill the most the request could cost
+            error = f"{usage.problem}; billed the reservation"
             usage.prompt_tokens = estimate_prompt_tokens(self.req)
-        self.cost = cost_nanos(served, usage)
+            usage.completion_tokens = max_output_tokens(served, self.req, usage.prompt_tokens)
+            usage.cached_tokens = usage.cache_creation_tokens = 0
+            self.cost = max(self.admission.reserved_nanos, cost_nanos(served, usage))
+        else:
+            if usage.completion_tokens and not usage.prompt_tokens:
+                # a stream cut before upstream reported its counts: the prompt was consumed
+                usage.prompt_tokens = estimate_prompt_tokens(self.req)
+            self.cost = cost_nanos(served, usage)
         now = time.perf_counter()
         self.ledger.record(UsageRecord(
             request_id=self.request_id,
