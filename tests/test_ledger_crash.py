@@ -198,6 +198,12 @@ def _run_kill(tmp_path, fake, database_url, kill: str, workers: int = 1,
                 for pid in server.writers():
                     os.kill(pid, signal.SIGKILL)
                 load.wait_for(150)
+                if workers == 1:  # the restart is told, in the health detail and the metrics
+                    ledger = httpx.get(server.url + "/health/ready").json()["ledger"]
+                    assert ledger["writer_restarts"] == 1 and ledger["writer"] == "ok"
+                    text = httpx.get(server.url + "/metrics").text
+                    assert "spaceai_ledger_writer_restarts_total 1.0" in text
+                    assert "spaceai_ledger_lag_bytes" in text
             elif kill == "worker":
                 workers_now = [pid for pid, args in server.descendants()
                                if "ledger_process" not in args and "multiprocessing" in args]
