@@ -82,7 +82,11 @@ async def _authenticate(gw: Gateway, request: Request) -> KeyRecord:
     if not token:
         raise GatewayError(401, "x-api-key header is required (a SpaceAI key; "
                            "'Authorization: Bearer' works too).", type="authentication_error")
-    return await gw.key_cache.authenticate(token)
+    try:
+        return await gw.key_cache.authenticate(token)
+    except GatewayError as exc:  # in Anthropic's words, which its clients recognise
+        raise GatewayError(401, f"invalid x-api-key: {exc.message}",
+                           type="authentication_error") from None
 
 
 async def messages(gw: Gateway, request: Request) -> Response | StreamResponse:
