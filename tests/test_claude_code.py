@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes import FakeAnthropic, FakeOpenAI
+from fakes import FakeAnthropic, FakeOpenAI, Reply
 from support.server import GatewayServer
 
 AGENTS = Path(__file__).resolve().parent / "agents"
@@ -158,6 +158,51 @@ def test_claude_code_system_entries_are_folded_in_order(claude_cli, gateway, fak
     texts = [b["text"] for b in system]
     assert texts[0].startswith("x-anthropic-billing-header")
     assert any("You are powered by the model" in t for t in texts[1:])
+
+
+@pytest.mark.parametrize("model", [KNOWN_CLAUDE, OPENAI])
+def test_claude_code_runs_a_tool_and_answers_from_its_result(claude_cli, gateway, fakes,
+                                                              tmp_path, model):
+    """Two turns: the model asks for Bash, Claude Code runs it and sends the result back."""
+    oai, ant = fakes
+    fake = oai if model == OPENAI else ant
+    fake.script(Reply(tool_calls=[{"name": "Bash", "arguments": {
+        "command": "echo spaceai-tool-ok", "description": "print a marker"}}]))
+    key, key_id = new_key(gateway, f"claude-code-tool-{model}")
+    done = run_claude(claude_cli, claude_env(tmp_path, gateway.base_url, key),
+                      "-p", "run echo", "--model", model, "--allowedTools", "Bash(echo:*)",
+                      cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("Hello from fake-")
+    rows = ledger_rows(gateway, key_id)
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
+    if model == OPENAI:
+        last = oai.requests_to("/v1/chat/completions")[-1].body["messages"]
+        assert last[-2]["tool_calls"][0]["function"]["name"] == "Bash"
+        assert last[-1]["role"] == "tool" and last[-1]["content"] == "spaceai-tool-ok"
+    else:
+        result = ant.requests_to("/v1/messages")[-1].body["messages"][-1]["content"][0]
+        assert result["type"] == "tool_result"
+        assert "spaceai-tool-ok" in str(result["content"])
+
+
+def test_claude_code_tool_search_loads_a_deferred_tool_on_openai(claude_cli, gateway, fakes,
+                                                                 tmp_path):
+    """Claude Code's ToolSearch answers with tool_reference blocks; the OpenAI model sees the
+    deferred tool from then on (and never before)."""
+    oai, _ = fakes
+    oai.script(Reply(tool_calls=[{"name": "ToolSearch",
+                                  "arguments": {"query": "select:WebFetch", "max_results": 5}}]))
+    key, _ = new_key(gateway, "claude-code-tool-search")
+    done = run_claude(claude_cli, claude_env(tmp_path, gateway.base_url, key),
+                      "-p", "fetch something", "--model", OPENAI, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    first, second = (r.body for r in oai.requests_to("/v1/chat/completions"))
+    names = [{t["function"]["name"] for t in body["tools"]} for body in (first, second)]
+    assert "WebFetch" not in names[0] and "WebFetch" in names[1]
+    call = second["messages"][-2]["tool_calls"][0]
+    assert second["messages"][-1] == {"role": "tool", "tool_call_id": call["id"],
+                                      "content": "Tool loaded: WebFetch"}
 
 
 def test_claude_code_with_auth_token_instead_of_api_key(claude_cli, gateway, tmp_path):
