@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from fakes import FakeAnthropic, FakeOpenAI, Reply
 from support.server import GatewayServer
@@ -203,6 +204,19 @@ def test_claude_code_tool_search_loads_a_deferred_tool_on_openai(claude_cli, gat
     call = second["messages"][-2]["tool_calls"][0]
     assert second["messages"][-1] == {"role": "tool", "tool_call_id": call["id"],
                                       "content": "Tool loaded: WebFetch"}
+
+
+def test_claude_code_with_its_default_traffic_checks_in_first(claude_cli, gateway, tmp_path):
+    """Without CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC it first sends ``HEAD /api/hello``
+    to the base URL (its connectivity check); SpaceAI answers it."""
+    key, key_id = new_key(gateway, "claude-code-default-traffic")
+    env = claude_env(tmp_path, gateway.base_url, key)
+    del env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"]
+    done = run_claude(claude_cli, env, "-p", "say hi", "--model", KNOWN_CLAUDE, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Hello from fake-anthropic"
+    assert httpx.head(gateway.base_url + "/api/hello", timeout=10).status_code == 200
+    assert len(ledger_rows(gateway, key_id)) == 1
 
 
 def test_claude_code_with_auth_token_instead_of_api_key(claude_cli, gateway, tmp_path):

@@ -35,6 +35,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/admin/usage"): admin.usage_report,
     ("GET", "/health/live"): health.live,
     ("GET", "/health/ready"): health.ready,
+    ("GET", "/api/hello"): health.live,  # Claude Code's connectivity check (HEAD) at start
     ("GET", "/metrics"): metrics_endpoint,
     ("GET", "/openapi.json"): openapi_response,
     ("GET", "/"): docs_page,
