@@ -366,6 +366,16 @@ def test_count_tokens_on_claude_is_the_upstreams_exact_count(client, fakes):
     assert counted.input_tokens == used.usage.input_tokens
 
 
+@pytest.mark.parametrize("model", ["claude-test", "gpt-test", "smollm2-135m-instruct"])
+def test_count_tokens_takes_claude_codes_fields(client, model):
+    counted = client.beta.messages.count_tokens(
+        model=model, system=SYSTEM, messages=MESSAGES, tools=[BASH_TOOL, DEFERRED_TOOL],
+        thinking={"type": "enabled", "budget_tokens": 31999},
+        context_management=CLAUDE_CODE_FIELDS["context_management"],
+        output_config={"effort": "high"})
+    assert counted.input_tokens > 10
+
+
 def test_count_tokens_forwards_beta_headers(client, fakes):
     _, ant = fakes
     client.beta.messages.count_tokens(model="claude-test", messages=MESSAGES[:1],

@@ -115,13 +115,15 @@ async def _anthropic_errors(handler, gw: Gateway, request: Request):  # noqa: AN
 async def _count_tokens(gw: Gateway, request: Request) -> Response:
     key = await _authenticate(gw, request)
     body = await request.json(gw.settings.max_body_bytes)
-    if isinstance(body, dict):
-        body = {**body, "max_tokens": 1, "stream": False}  # not part of count_tokens
+    if isinstance(body, dict):  # not part of count_tokens; large, for any thinking budget
+        body = {**body, "max_tokens": 1 << 30, "stream": False}
     req = messages_to_chat_request(body)
     model = authorize_model(key, req.model, gw.catalog, "chat")
     provider = gw.providers[model.provider]
     tokens: int | None = None
     if isinstance(provider, AnthropicProvider):
+        if model.missing_credential():  # served by its fallbacks: no upstream of its own
+            return json_response(200, {"input_tokens": prompt_tokens_upper_bound(req)})
         try:
             tokens = await provider.count_message_tokens(body, model, _forwarded_headers(request))
         except UpstreamError as exc:
