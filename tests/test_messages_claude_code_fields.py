@@ -211,6 +211,24 @@ def test_server_tools_are_refused_for_openai_models_and_passed_to_claude(client,
     assert ant.requests_to("/v1/messages")[-1].body["tools"][1] == web_search
 
 
+def test_documents_pass_to_claude_and_are_refused_for_openai(client, fakes):
+    _, ant = fakes
+    pdf = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                                          "data": "JVBERi0xLjQ="}}
+    history = [
+        {"role": "user", "content": [pdf, {"type": "text", "text": "summarise"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_3", "name": "Read",
+                                           "input": {"file_path": "b.pdf"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_3",
+                                      "content": [pdf]}]},
+    ]
+    client.messages.create(model="claude-test", max_tokens=64, messages=history)
+    assert ant.requests_to("/v1/messages")[-1].body["messages"] == history
+    with pytest.raises(anthropic.BadRequestError) as exc:
+        client.messages.create(model="gpt-test", max_tokens=64, messages=history)
+    assert "'document'" in exc.value.body["error"]["message"]
+
+
 def test_tool_round_trip_through_openai_keeps_claude_code_shapes(client, fakes):
     oai, _ = fakes
     oai.script(Reply(tool_calls=[{"name": "Bash", "arguments": {"command": "echo hi"}}]))

@@ -76,8 +76,9 @@ def _tool_result_parts(content: Any) -> tuple[str, list[dict[str, Any]]]:
             texts.append("[image attached below]")
         elif kind == "tool_reference":
             texts.append(f"Tool loaded: {b.get('tool_name', '')}")
-        else:
-            raise _bad(f"tool_result content block {kind!r} is not supported", "messages")
+        elif not isinstance(kind, str):
+            raise _bad("tool_result content blocks need a type", "messages")
+        # any other block (a document, a search result...): refused by claude_only_features
     return "\n".join(texts), images
 
 
@@ -139,7 +140,7 @@ def _convert_message(msg: Any, i: int) -> list[dict[str, Any]]:
             )
         elif kind in ("thinking", "redacted_thinking") and role == "assistant":
             continue
-        elif kind in CLAUDE_ONLY_BLOCKS:
+        elif isinstance(kind, str) and kind not in TRANSLATED_BLOCKS:
             continue  # only a Claude model can take it: refused by claude_only_features
         else:
             raise _bad(f"messages[{i}]: {role} content block {kind!r} is not supported", "messages")
@@ -209,12 +210,11 @@ def _convert_tool_choice(choice: Any, params: dict[str, Any]) -> None:
         params["parallel_tool_calls"] = False
 
 
-CLAUDE_ONLY_BLOCKS = frozenset({
-    "document", "search_result", "server_tool_use", "web_search_tool_result",
-    "web_fetch_tool_result", "code_execution_tool_result", "bash_code_execution_tool_result",
-    "text_editor_code_execution_tool_result", "tool_search_tool_result", "mcp_tool_use",
-    "mcp_tool_result", "container_upload",
-})
+# the content blocks a translated model gets; any other (document, search_result,
+# server_tool_use, container_upload...) only a Claude model can take
+TRANSLATED_BLOCKS = frozenset({"text", "image", "tool_use", "tool_result", "thinking",
+                               "redacted_thinking"})
+TRANSLATED_RESULT_BLOCKS = frozenset({"text", "image", "tool_reference"})
 # request fields a translated model cannot honour, and which are not mere hints
 CLAUDE_ONLY_FIELDS = ("mcp_servers", "container")
 
@@ -234,13 +234,19 @@ def claude_only_features(body: dict[str, Any]) -> list[str]:
     config = body.get("output_config")
     if isinstance(config, dict):
         found += [f"output_config.{k}" for k in config if k not in ("effort", "format")]
-    blocks = set()
+    blocks: set[str] = set()
     for msg in body.get("messages") or ():
         content = msg.get("content") if isinstance(msg, dict) else None
         for block in content if isinstance(content, list) else ():
             kind = block.get("type") if isinstance(block, dict) else None
-            if kind in CLAUDE_ONLY_BLOCKS:
+            if not isinstance(kind, str):
+                continue
+            if kind not in TRANSLATED_BLOCKS:
                 blocks.add(kind)
+            elif kind == "tool_result" and isinstance(block.get("content"), list):
+                blocks.update(b["type"] for b in block["content"] if isinstance(b, dict)
+                              and isinstance(b.get("type"), str)
+                              and b["type"] not in TRANSLATED_RESULT_BLOCKS)
     found += [f"content block {k!r}" for k in sorted(blocks)]
     return found
 
