@@ -35,6 +35,13 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip() or None
 
 
+def request_token(request) -> str | None:  # noqa: ANN001 - an api.http.Request
+    """The key a request carries: ``Authorization: Bearer …`` (OpenAI's clients) or
+    ``x-api-key: …`` (Anthropic's), on every endpoint."""
+    return bearer_token(request.header(b"authorization")) or (
+        (request.header(b"x-api-key") or "").strip() or None)
+
+
 class KeyCache:
     """Key records by hash, kept fresh by polling the database for changed keys."""
 
@@ -62,7 +69,8 @@ class KeyCache:
         """The key record for a bearer token, or a 401 GatewayError."""
         if not token:
             raise invalid_key(
-                "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_API_KEY'."
+                "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_API_KEY' "
+                "or 'x-api-key: YOUR_API_KEY'."
             )
         digest = hash_key(token)
         record = self._by_hash.get(digest)

@@ -595,6 +595,30 @@ def test_reverse_request():
             "messages",
         ),
         (
+            {"model": "m", "max_tokens": 10, "messages": [{"role": "tool", "content": "x"}]},
+            "messages",
+        ),
+        (
+            {"model": "m", "max_tokens": 10, "thinking": {"type": "sometimes"},
+             "messages": [{"role": "user", "content": "x"}]},
+            "thinking",
+        ),
+        (
+            {"model": "m", "max_tokens": 10, "thinking": {"type": "enabled", "budget_tokens": 10},
+             "messages": [{"role": "user", "content": "x"}]},
+            "thinking.budget_tokens",
+        ),
+        (
+            {"model": "m", "max_tokens": 10, "context_management": [],
+             "messages": [{"role": "user", "content": "x"}]},
+            "context_management",
+        ),
+        (
+            {"model": "m", "max_tokens": 10, "output_config": {"format": {"type": "xml"}},
+             "messages": [{"role": "user", "content": "x"}]},
+            "output_config.format",
+        ),
+        (
             {
                 "model": "m",
                 "max_tokens": 10,

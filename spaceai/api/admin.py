@@ -7,7 +7,7 @@ import hmac
 from typing import Any
 
 from spaceai.api.http import Request, Response, json_response
-from spaceai.auth import bearer_token
+from spaceai.auth import request_token
 from spaceai.gateway import Gateway
 from spaceai.keys import parse_expiry
 from spaceai.metering.usage import query_usage
@@ -19,7 +19,7 @@ def _require_admin(gw: Gateway, request: Request) -> None:
     if not admin:
         raise GatewayError(404, "The admin API is off: set SPACEAI_ADMIN_KEY to turn it on.",
                            code="admin_disabled")
-    token = bearer_token(request.header(b"authorization")) or ""
+    token = request_token(request) or ""
     if not hmac.compare_digest(token.encode(), admin.encode()):
         raise GatewayError(401, "Incorrect admin key.", code="invalid_api_key")
 
@@ -100,5 +100,5 @@ async def usage_report(gw: Gateway, request: Request) -> Response:
 
 
 async def own_key(gw: Gateway, request: Request) -> Response:
-    key = await gw.key_cache.authenticate(bearer_token(request.header(b"authorization")))
+    key = await gw.key_cache.authenticate(request_token(request))
     return json_response(200, key.to_public(await gw.control.spend_nanos(key)))

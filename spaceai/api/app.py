@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from spaceai.api import admin, completions, embeddings, health, messages, metered, models
-from spaceai.api.http import ClientGone, Request, error_response, json_response
+from spaceai.api.http import ClientGone, Request, error_response, head_response, json_response
 from spaceai.api.metrics import metrics_endpoint
 from spaceai.api.openapi import openapi_response
 from spaceai.api.pages import docs_page, static_file
@@ -35,6 +35,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/admin/usage"): admin.usage_report,
     ("GET", "/health/live"): health.live,
     ("GET", "/health/ready"): health.ready,
+    ("GET", "/api/hello"): health.live,  # Claude Code's connectivity check (HEAD) at start
     ("GET", "/metrics"): metrics_endpoint,
     ("GET", "/openapi.json"): openapi_response,
     ("GET", "/"): docs_page,
@@ -96,7 +97,8 @@ class App:
     async def http(self, scope: dict, receive: Callable, send: Callable) -> None:
         request = Request(scope, receive)
         rid = request.request_id.encode()
-        handler, params, other_method = _route(request.method, request.path)
+        head = request.method == "HEAD"  # every GET route answers HEAD, without the body
+        handler, params, other_method = _route("GET" if head else request.method, request.path)
         try:
             if handler is None:
                 if other_method:
@@ -121,6 +123,10 @@ class App:
                 500, f"The server had an error processing your request (request id "
                 f"{request.request_id}).", type="server_error").to_dict())
         response.headers.append((b"x-request-id", rid))
+        if request.path.startswith("/v1/messages"):
+            response.headers.append((b"request-id", rid))  # what Anthropic's clients read
+        if head:
+            response = head_response(response)
         await response.send(send, receive)
 
 

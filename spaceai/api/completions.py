@@ -11,7 +11,7 @@ import orjson
 from spaceai.api import metered
 from spaceai.api.http import Request, Response, StreamResponse, json_response
 from spaceai.api.validation import parse_chat, parse_completion
-from spaceai.auth import bearer_token
+from spaceai.auth import request_token
 from spaceai.gateway import Gateway
 from spaceai.providers.openai_stream import WireBlock
 from spaceai.types import ChatRequest, UpstreamError
@@ -28,7 +28,7 @@ async def completions(gw: Gateway, request: Request) -> Response | StreamRespons
 async def _complete(gw: Gateway, request: Request, parse, capability: str,  # noqa: ANN001
                     endpoint: str) -> Response | StreamResponse:
     started = time.perf_counter()
-    key = await gw.key_cache.authenticate(bearer_token(request.header(b"authorization")))
+    key = await gw.key_cache.authenticate(request_token(request))
     req: ChatRequest = parse(await request.json(gw.settings.max_body_bytes))
     call = await metered.admit(gw, request.request_id, key, req, capability, endpoint, started)
     if not req.stream:

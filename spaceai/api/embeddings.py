@@ -16,7 +16,7 @@ from typing import Any
 
 from spaceai.api import metered
 from spaceai.api.http import Request, Response, json_response
-from spaceai.auth import bearer_token
+from spaceai.auth import request_token
 from spaceai.catalog import ModelConfig
 from spaceai.gateway import Gateway
 from spaceai.metering.meter import usd
@@ -96,7 +96,7 @@ def encode_vector(vector: Any, fmt: str) -> list[float] | str:
 async def embeddings(gw: Gateway, request: Request) -> Response:
     """POST /v1/embeddings."""
     started = time.perf_counter()
-    key = await gw.key_cache.authenticate(bearer_token(request.header(b"authorization")))
+    key = await gw.key_cache.authenticate(request_token(request))
     req = parse_embeddings(await request.json(gw.settings.max_body_bytes))
     call = await metered.admit(gw, request.request_id, key, req.for_metering(), "embeddings",
                                ENDPOINT, started)

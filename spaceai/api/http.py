@@ -118,6 +118,14 @@ class Response:
         await send({"type": "http.response.body", "body": self.body})
 
 
+def head_response(response: Response | StreamResponse) -> Response | StreamResponse:
+    """The answer to a HEAD request: the GET answer's status and headers, no body."""
+    if type(response) is not Response:
+        return response  # the server sends no body for HEAD
+    return Response(response.status, b"", response.headers + [
+        (b"content-length", str(len(response.body)).encode())])
+
+
 def json_response(status: int, data: Any, headers: Headers | None = None) -> Response:
     h = [JSON_CT]
     if headers:

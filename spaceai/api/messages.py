@@ -7,6 +7,18 @@ representation: :func:`messages_to_chat_request` -> router -> :func:`completion_
 or :class:`AnthropicStreamEncoder`. Admission, limits, budgets and metering are the ones of
 ``/v1/chat/completions`` (:mod:`spaceai.api.metered`). Every error on this surface, ours or
 upstream's, is Anthropic-shaped: ``{"type": "error", "error": {"type", "message"}}``.
+
+What Claude Code sends works on every model: ``role: system`` entries of ``messages`` (folded
+into ``system`` for Claude, system messages in place otherwise), ``thinking``,
+``context_management``, ``output_config`` and ``cache_control`` (honoured by Claude; hints a
+translated model ignores, except ``output_config.format``, translated to
+``response_format``), ``?beta=true``, and the ``anthropic-beta`` / ``anthropic-version``
+headers (carried to Claude upstreams). What only Claude can do (server tools, MCP servers,
+documents...) is refused with a 400 naming it when the model is not a Claude model.
+
+``count_tokens`` is exact where the model can count (a Claude upstream's own
+``/v1/messages/count_tokens``; the local model's tokenizer), else an upper bound
+(:func:`~spaceai.metering.tokens.max_prompt_tokens`): never below the real prompt.
 """
 
 from __future__ import annotations
@@ -18,17 +30,19 @@ from typing import Any
 
 from spaceai.api import metered
 from spaceai.api.http import ClientGone, Request, Response, StreamResponse, json_response
-from spaceai.auth import authorize_model, bearer_token
+from spaceai.auth import authorize_model, request_token
 from spaceai.catalog import ModelConfig
 from spaceai.gateway import Gateway
 from spaceai.keys import KeyRecord
 from spaceai.metering.meter import Meter, status_of
-from spaceai.metering.tokens import estimate_prompt_tokens
+from spaceai.metering.tokens import estimate_prompt_tokens, max_prompt_tokens
 from spaceai.providers.anthropic.errors import to_anthropic_error
-from spaceai.providers.anthropic.native import send_message, stream_events
+from spaceai.providers.anthropic.native import FORWARDED_HEADERS
+from spaceai.providers.anthropic.provider import AnthropicProvider
 from spaceai.providers.anthropic.response import usage_from_anthropic
 from spaceai.providers.anthropic.reverse import (
     AnthropicStreamEncoder,
+    claude_only_features,
     completion_to_message,
     messages_to_chat_request,
     sse_event,
@@ -49,17 +63,30 @@ def anthropic_error_response(err: GatewayError) -> Response:
     return json_response(err.status, to_anthropic_error(err), headers)
 
 
-def _api_key(request: Request) -> str | None:
-    return (request.header(b"x-api-key") or "").strip() or bearer_token(
-        request.header(b"authorization"))
+def _forwarded_headers(request: Request) -> dict[str, str]:
+    """The client's ``anthropic-beta`` / ``anthropic-version``, for a Claude upstream."""
+    return {name.decode(): value for name in FORWARDED_HEADERS
+            if (value := request.header(name))}
+
+
+def _refuse_untranslatable(body: dict[str, Any], model: ModelConfig) -> None:
+    features = claude_only_features(body)
+    if features:
+        raise GatewayError(400, f"The model `{model.id}` is not a Claude model: it cannot take "
+                           f"{', '.join(features)} (only Claude models can).",
+                           param="model", code="unsupported_parameter")
 
 
 async def _authenticate(gw: Gateway, request: Request) -> KeyRecord:
-    token = _api_key(request)
+    token = request_token(request)
     if not token:
         raise GatewayError(401, "x-api-key header is required (a SpaceAI key; "
                            "'Authorization: Bearer' works too).", type="authentication_error")
-    return await gw.key_cache.authenticate(token)
+    try:
+        return await gw.key_cache.authenticate(token)
+    except GatewayError as exc:  # in Anthropic's words, which its clients recognise
+        raise GatewayError(401, f"invalid x-api-key: {exc.message}",
+                           type="authentication_error") from None
 
 
 async def messages(gw: Gateway, request: Request) -> Response | StreamResponse:
@@ -88,11 +115,26 @@ async def _anthropic_errors(handler, gw: Gateway, request: Request):  # noqa: AN
 async def _count_tokens(gw: Gateway, request: Request) -> Response:
     key = await _authenticate(gw, request)
     body = await request.json(gw.settings.max_body_bytes)
-    if isinstance(body, dict):
-        body = {**body, "max_tokens": 1, "stream": False}  # not part of count_tokens
+    if isinstance(body, dict):  # not part of count_tokens; large, for any thinking budget
+        body = {**body, "max_tokens": 1 << 30, "stream": False}
     req = messages_to_chat_request(body)
-    authorize_model(key, req.model, gw.catalog, "chat")
-    return json_response(200, {"input_tokens": estimate_prompt_tokens(req)})
+    model = authorize_model(key, req.model, gw.catalog, "chat")
+    provider = gw.providers[model.provider]
+    tokens: int | None = None
+    if isinstance(provider, AnthropicProvider):
+        if model.missing_credential():  # served by its fallbacks: no upstream of its own
+            return json_response(200, {"input_tokens": max_prompt_tokens(req)})
+        try:
+            tokens = await provider.count_message_tokens(body, model, _forwarded_headers(request))
+        except UpstreamError as exc:
+            if exc.status != 404:  # an Anthropic-compatible server without count_tokens
+                raise
+    else:
+        _refuse_untranslatable(body, model)
+        tokens = await provider.count_tokens(req, model)
+    if tokens is None:
+        tokens = max_prompt_tokens(req)
+    return json_response(200, {"input_tokens": tokens})
 
 
 async def _messages(gw: Gateway, request: Request) -> Response | StreamResponse:
@@ -101,20 +143,23 @@ async def _messages(gw: Gateway, request: Request) -> Response | StreamResponse:
     body = await request.json(gw.settings.max_body_bytes)
     req = messages_to_chat_request(body)
     call = await metered.admit(gw, request.request_id, key, req, "chat", ENDPOINT, started)
+    headers = _forwarded_headers(request)
     if req.stream:
-        return await _stream(call, body)
-    return await _answer(call, body)
+        return await _stream(call, body, headers)
+    return await _answer(call, body, headers)
 
 
 # -- non-streaming ---------------------------------------------------------------------------
 
 
-async def _answer(call: metered.Call, body: dict[str, Any]) -> Response:
+async def _answer(call: metered.Call, body: dict[str, Any],
+                  headers: dict[str, str]) -> Response:
     req = call.req
 
     async def attempt(provider: Provider, model: ModelConfig) -> tuple[str, dict[str, Any]]:
-        if provider.name == "anthropic":
-            return "native", await send_message(provider, body, model)  # type: ignore[arg-type]
+        if isinstance(provider, AnthropicProvider):
+            return "native", await provider.messages(body, model, headers)
+        _refuse_untranslatable(body, model)
         return "openai", await provider.chat(req, model)
 
     def usage_of(result: tuple[str, dict[str, Any]]) -> Usage:
@@ -134,16 +179,19 @@ async def _answer(call: metered.Call, body: dict[str, Any]) -> Response:
 # -- streaming -------------------------------------------------------------------------------
 
 
-async def _stream(call: metered.Call, body: dict[str, Any]) -> StreamResponse:
+async def _stream(call: metered.Call, body: dict[str, Any],
+                  headers: dict[str, str]) -> StreamResponse:
     req = call.req
 
     async def attempt(provider: Provider, model: ModelConfig):  # noqa: ANN202
-        if provider.name == "anthropic":
-            it = stream_events(provider, body, model)  # type: ignore[arg-type]
+        native = isinstance(provider, AnthropicProvider)
+        if native:
+            it = provider.messages_stream(body, model, headers)
         else:
+            _refuse_untranslatable(body, model)
             it = provider.chat_stream(req, model)
         first = await first_chunk(it, model)
-        return provider.name == "anthropic", first, call.gw.router.track(it, model)
+        return native, first, call.gw.router.track(it, model)
 
     try:
         served, (native, first, rest) = await call.gw.router.run(call.model, attempt)

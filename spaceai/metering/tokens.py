@@ -41,9 +41,9 @@ def estimate_prompt_tokens(req: ChatRequest) -> int:
     return chars // _CHARS_PER_TOKEN + 4 * len(req.messages) + 3
 
 
-# what one image can cost at most in prompt tokens (Anthropic's largest image is ~1,600 tokens;
-# OpenAI's high-detail 2048x768 image 1,105)
-IMAGE_TOKENS_MAX = 1600
+# what one image can cost at most in prompt tokens (above the largest image cost of OpenAI's
+# and Anthropic's vision models)
+IMAGE_TOKENS_MAX = 2800
 _MESSAGE_OVERHEAD = 5  # role and separator tokens of a chat template, per message
 _PRIMING = 3  # the tokens that start the assistant's answer
 
@@ -71,7 +71,8 @@ def _bytes(value: Any) -> int:
 
 
 def max_prompt_tokens(req: ChatRequest) -> int:
-    """An upper bound of the prompt's tokens, for budget reservations.
+    """A count no tokenizer's real one exceeds: for budget reservations, and for
+    ``count_tokens`` on models whose upstream cannot count.
 
     A byte-level BPE token (GPT, Claude, Llama tokenizers) covers at least one byte of UTF-8,
     so the bytes of every text a provider reads (messages, tool calls, tools, schemas) bound
@@ -81,7 +82,7 @@ def max_prompt_tokens(req: ChatRequest) -> int:
         return _bytes(req.prompt) + _PRIMING
     n = _PRIMING
     for msg in req.messages:
-        n += _MESSAGE_OVERHEAD + _bytes(msg.get("content"))
+        n += _MESSAGE_OVERHEAD + _bytes(msg.get("content")) + _bytes(msg.get("name"))
         for call in msg.get("tool_calls") or ():
             n += len(orjson.dumps(call))
     for name in ("tools", "functions", "response_format"):

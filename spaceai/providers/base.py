@@ -10,7 +10,9 @@ A provider turns a :class:`~spaceai.types.ChatRequest` into an OpenAI-shaped ans
   (``text_completion`` objects) for models with the ``completions`` capability;
 * ``embeddings`` returns an OpenAI ``list`` of ``embedding`` objects (each ``embedding`` a list
   of floats, a base64 string as the request's ``encoding_format`` asked, or a numpy vector)
-  with ``usage.prompt_tokens``, for models with the ``embeddings`` capability.
+  with ``usage.prompt_tokens``, for models with the ``embeddings`` capability;
+* ``count_tokens`` returns the exact prompt tokens of a chat request, or None when the
+  provider has no way to count them exactly.
 
 Failures raise :class:`~spaceai.types.UpstreamError`. A stream that fails after it started
 raises it from the iterator, with ``usage`` set to what was produced so far. Closing the
@@ -53,3 +55,7 @@ class Provider:
 
     async def embeddings(self, req: EmbeddingRequest, model: ModelConfig) -> dict[str, Any]:
         raise GatewayError(400, f"model {model.id} does not support /v1/embeddings", param="model")
+
+    async def count_tokens(self, req: ChatRequest, model: ModelConfig) -> int | None:
+        """The exact prompt tokens of ``req`` on ``model``; None: this provider cannot say."""
+        return None

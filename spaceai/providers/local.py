@@ -27,11 +27,14 @@ import logging
 import os
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from spaceai.catalog import ModelConfig
 from spaceai.providers.base import Provider
@@ -337,6 +340,28 @@ class LocalProvider(Provider):
             future.cancel()  # not started yet (all workers busy): never starts
             self._cancels.discard(cancel)
 
+    async def count_tokens(self, req: ChatRequest, model: ModelConfig) -> int | None:
+        """The prompt's tokens as the engine will see them: its chat template applied, then
+        its own tokenizer (llama.cpp's ``/apply-template`` and ``/tokenize`` on the engine's
+        loopback listener), so exactly the ``prompt_tokens`` the answer will report."""
+        eng = await self._engine_for(model)
+        address = eng.server.listening_address
+        body = {k: v for k, v in self._body(req, model, legacy=False).items()
+                if k in ("messages", "tools", "tool_choice", "parallel_tool_calls",
+                         "response_format")}
+
+        def count() -> int:
+            prompt = _post_json(address, "/apply-template", body)["prompt"]
+            tokens = _post_json(address, "/tokenize", {"content": prompt, "add_special": True,
+                                                       "parse_special": True})["tokens"]
+            return len(tokens)
+
+        try:
+            return await asyncio.to_thread(count)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("local token count failed: %s", exc)
+            return None
+
     async def embeddings(self, req: EmbeddingRequest, model: ModelConfig) -> dict[str, Any]:
         """Served by :mod:`spaceai.providers.local_embeddings`, not by llama.cpp."""
         return await self.embedder.embeddings(req, model)
@@ -503,6 +528,15 @@ class LocalProvider(Provider):
 
 
 # -------------------------------------------------------------------- helpers
+
+
+def _post_json(address: str, path: str, body: dict[str, Any]) -> Any:
+    """Blocking: POST JSON to the engine's own HTTP listener (loopback), the JSON answer."""
+    base = address if address.startswith("http") else f"http://{address}"
+    request = urllib.request.Request(base + path, data=orjson.dumps(body),
+                                     headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return orjson.loads(resp.read())
 
 
 def _usage(raw: dict[str, Any]) -> Usage:

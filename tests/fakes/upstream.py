@@ -1130,8 +1130,16 @@ _ANTHROPIC_ERROR_TYPES = {
 }
 
 
+COUNT_TOKENS_FIELDS = frozenset({
+    "model", "messages", "system", "tools", "tool_choice", "thinking", "context_management",
+    "mcp_servers", "output_config", "cache_control", "speed", "compaction", "billing_policy",
+    "user_profile_id", "workspace_id",
+})
+
+
 class FakeAnthropic(_FakeBase):
-    """Fake Anthropic Messages API: POST /v1/messages (stream and not), GET /v1/models.
+    """Fake Anthropic Messages API: POST /v1/messages (stream and not),
+    POST /v1/messages/count_tokens, GET /v1/models.
 
     Auth: ``x-api-key: <api_key>`` or, if ``accept_bearer`` (default True),
     ``Authorization: Bearer <api_key>`` — the installed anthropic SDK (2.x) sends the
@@ -1140,7 +1148,8 @@ class FakeAnthropic(_FakeBase):
     "anthropic-version: header is required", as the real API does) and look like a date;
     ``versions={...}`` restricts it to a set (others → 400). The SDK 2.x sends
     "2023-06-01"-style dates ("2026-10-21" for 2.14).
-    ``max_tokens`` is required (400 like the real API)."""
+    ``max_tokens`` is required (400 like the real API), and ``messages`` roles must be user or
+    assistant (system text goes in ``system``)."""
 
     provider = "anthropic"
     default_text = "Hello from fake-anthropic"
@@ -1162,6 +1171,7 @@ class FakeAnthropic(_FakeBase):
 
     def _add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v1/messages", self._messages)
+        router.add_post("/v1/messages/count_tokens", self._count_tokens)
         router.add_get("/v1/models", self._models)
 
     def _std_headers(self) -> dict[str, str]:
@@ -1220,8 +1230,44 @@ class FakeAnthropic(_FakeBase):
             if name not in body:
                 return self._error_response(400, f"{name}: Field required",
                                             "invalid_request_error")
+        bad = self._bad_roles(body)
+        if bad is not None:
+            return bad
         return await self._run_action(request, body, bool(body.get("stream")),
                                       self._message_reply)
+
+    def _bad_roles(self, body: dict) -> web.Response | None:
+        for i, m in enumerate(body.get("messages") or []):
+            role = m.get("role") if isinstance(m, dict) else None
+            if role not in ("user", "assistant"):
+                return self._error_response(
+                    400, f"messages.{i}.role: Input should be 'user' or 'assistant'",
+                    "invalid_request_error")
+        return None
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/messages/count_tokens: ``{"input_tokens": N}``, N by the usage formula
+        (the same ``input_tokens`` a /v1/messages call on the body would report). Fields the
+        real endpoint refuses (max_tokens, stream, metadata...) are refused the same way."""
+        rec = await self._record(request)
+        err = self._check_headers(request)
+        if err is not None:
+            return err
+        body = rec.body
+        if not isinstance(body, dict):
+            return self._error_response(400, "invalid JSON", "invalid_request_error")
+        for name in ("model", "messages"):
+            if name not in body:
+                return self._error_response(400, f"{name}: Field required",
+                                            "invalid_request_error")
+        for name in body:
+            if name not in COUNT_TOKENS_FIELDS:
+                return self._error_response(400, f"{name}: Extra inputs are not permitted",
+                                            "invalid_request_error")
+        bad = self._bad_roles(body)
+        if bad is not None:
+            return bad
+        return self._json({"input_tokens": self._message_plan(body, None).prompt_tokens})
 
     def _message_plan(self, body: dict, reply: Reply | None) -> _Plan:
         prompt = sum(count_words(m.get("content")) + 3

@@ -1,32 +1,62 @@
-"""Native pass-through for ``/v1/messages`` to a Claude model: no translation either way.
+"""Native pass-through for ``/v1/messages`` to a Claude model: the bodies the provider sends.
 
-The client's Messages body goes upstream as it is (only ``model`` becomes the upstream name),
-so every Anthropic feature (cache_control, thinking, citations...) survives; the answer comes
-back as it is too. The gateway only reads the usage out of it, for metering.
+The client's Messages body goes upstream as it is (only ``model`` becomes the upstream name,
+and ``role: system`` entries of ``messages`` are folded into ``system``), so every Anthropic
+feature (cache_control, thinking, context_management, citations...) survives; the answer
+comes back as it is too. The gateway only reads the usage out of it, for metering. The calls
+themselves are :class:`~spaceai.providers.anthropic.provider.AnthropicProvider` methods.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
-
-import aiohttp
-import orjson
-
-from spaceai.catalog import ModelConfig
-from spaceai.providers.anthropic.errors import error_from_body, error_from_event
-from spaceai.providers.anthropic.provider import STREAM_CUT, AnthropicProvider, _timeout_error
-from spaceai.providers.anthropic.response import usage_from_anthropic
-from spaceai.providers.sse import SSEParser
-from spaceai.types import UpstreamError, Usage
 
 Event = tuple[str, dict[str, Any]]
 
+# client headers a native call carries upstream (the provider sets its own defaults)
+FORWARDED_HEADERS = (b"anthropic-beta", b"anthropic-version")
 
-def _upstream_body(body: dict[str, Any], model: ModelConfig, stream: bool) -> dict[str, Any]:
-    out = dict(body)
-    out["model"] = model.upstream_model
+# the fields /v1/messages/count_tokens takes (it refuses any other, as max_tokens or stream)
+COUNT_TOKENS_FIELDS = frozenset({
+    "model", "messages", "system", "tools", "tool_choice", "thinking", "context_management",
+    "mcp_servers", "output_config", "cache_control", "speed", "compaction", "billing_policy",
+    "user_profile_id", "workspace_id",
+})
+
+
+def _blocks(system: Any) -> list[Any]:
+    if system is None or system == "":
+        return []
+    if isinstance(system, str):
+        return [{"type": "text", "text": system}]
+    return list(system) if isinstance(system, list) else [system]
+
+
+def fold_system_messages(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with its ``role: system`` messages appended to ``system``, in order.
+
+    Claude Code sends such entries (reminders about the environment and tools); the Messages
+    API takes system text only in ``system``. Their blocks keep their ``cache_control``. A
+    body without any is returned as it is.
+    """
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not any(
+            isinstance(m, dict) and m.get("role") == "system" for m in messages):
+        return body
+    system = _blocks(body.get("system"))
+    kept = []
+    for msg in messages:
+        if isinstance(msg, dict) and msg.get("role") == "system":
+            system.extend(_blocks(msg.get("content")))
+        else:
+            kept.append(msg)
+    return dict(body, system=system, messages=kept)
+
+
+def upstream_body(body: dict[str, Any], upstream_model: str, stream: bool) -> dict[str, Any]:
+    """The Messages body to send for ``body``."""
+    out = fold_system_messages(body)
+    out = dict(out, model=upstream_model)
     if stream:
         out["stream"] = True
     else:
@@ -34,72 +64,7 @@ def _upstream_body(body: dict[str, Any], model: ModelConfig, stream: bool) -> di
     return out
 
 
-async def send_message(provider: AnthropicProvider, body: dict[str, Any],
-                       model: ModelConfig) -> dict[str, Any]:
-    """One non-streaming Messages call; the upstream's message as it came."""
-    deadline = asyncio.get_running_loop().time() + model.timeout_s
-    resp = await provider._post(model, _upstream_body(body, model, False), deadline)
-    raw = await provider.read_body(resp, deadline)
-    try:
-        msg = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamError(502, "Anthropic: malformed upstream response",
-                            retryable=True) from exc
-    if not isinstance(msg, dict) or msg.get("type") != "message":
-        raise error_from_body(500, msg if isinstance(msg, dict) else None)
-    return msg
-
-
-async def stream_events(provider: AnthropicProvider, body: dict[str, Any],
-                        model: ModelConfig) -> AsyncIterator[Event]:
-    """The upstream's stream as ``(event name, data)`` pairs, ``message_start`` to
-    ``message_stop``.
-
-    An ``error`` event or a cut stream raises :class:`UpstreamError` carrying the usage so
-    far; closing the iterator closes the upstream response.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + model.timeout_s
-    first_event = deadline
-    if model.first_byte_timeout_s:
-        first_event = min(deadline, loop.time() + model.first_byte_timeout_s)
-    resp = await provider._post(model, _upstream_body(body, model, True), deadline)
-    parser = SSEParser()
-    usage = Usage()
-    started = done = False
-    try:
-        while not done:
-            try:
-                async with asyncio.timeout_at(deadline if started else first_event):
-                    data = await resp.content.readany()
-            except TimeoutError as exc:
-                raise _timeout_error(usage) from exc
-            except (aiohttp.ClientError, OSError) as exc:
-                raise UpstreamError(502, STREAM_CUT, retryable=not started, usage=usage) from exc
-            for name, payload in parser.feed(data) if data else parser.flush():
-                try:
-                    obj = orjson.loads(payload)
-                except orjson.JSONDecodeError as exc:
-                    raise UpstreamError(502, "Anthropic: malformed stream event",
-                                        usage=usage) from exc
-                if not isinstance(obj, dict):
-                    continue
-                kind = obj.get("type") or name or ""
-                if kind == "error":
-                    raise error_from_event(obj, usage=usage)
-                if kind == "message_start":
-                    started = True
-                    usage_from_anthropic((obj.get("message") or {}).get("usage"), usage)
-                elif kind == "message_delta":
-                    usage_from_anthropic(obj.get("usage"), usage)
-                yield kind, obj
-                if kind == "message_stop":
-                    done = True
-                    break
-            if not data and not done:
-                raise UpstreamError(502, STREAM_CUT, retryable=not started, usage=usage)
-    finally:
-        if done:
-            resp.release()
-        else:
-            resp.close()
+def count_tokens_body(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
+    """The ``/v1/messages/count_tokens`` body for a Messages body."""
+    out = fold_system_messages(body)
+    return {k: v for k, v in out.items() if k in COUNT_TOKENS_FIELDS} | {"model": upstream_model}

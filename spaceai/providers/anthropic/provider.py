@@ -11,9 +11,10 @@ import aiohttp
 import orjson
 
 from spaceai.catalog import ModelConfig
-from spaceai.providers.anthropic.errors import error_from_body
+from spaceai.providers.anthropic.errors import error_from_body, error_from_event
+from spaceai.providers.anthropic.native import Event, count_tokens_body, upstream_body
 from spaceai.providers.anthropic.request import build_request
-from spaceai.providers.anthropic.response import message_to_openai
+from spaceai.providers.anthropic.response import message_to_openai, usage_from_anthropic
 from spaceai.providers.anthropic.stream import AnthropicStreamDecoder
 from spaceai.providers.base import Provider
 from spaceai.providers.http import HttpClient
@@ -57,9 +58,12 @@ class AnthropicProvider(Provider):
     # -- plumbing ------------------------------------------------------------------------
 
     async def _post(
-        self, model: ModelConfig, body: dict[str, Any], deadline: float
+        self, model: ModelConfig, body: dict[str, Any], deadline: float,
+        path: str = "/messages", headers: dict[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
-        """POST ``body``; return a 2xx response or raise the mapped :class:`UpstreamError`."""
+        """POST ``body`` to ``path``; return a 2xx response or raise the mapped
+        :class:`UpstreamError`. ``headers`` (the client's ``anthropic-beta`` and
+        ``anthropic-version`` on a native call) go along, over the defaults."""
         if self._session is None:
             await self.start()
         key = model.credential()
@@ -73,10 +77,11 @@ class AnthropicProvider(Provider):
         first_byte = deadline
         if model.first_byte_timeout_s:
             first_byte = min(deadline, loop.time() + model.first_byte_timeout_s)
-        url = f"{(model.base_url or 'https://api.anthropic.com/v1').rstrip('/')}/messages"
+        url = f"{(model.base_url or 'https://api.anthropic.com/v1').rstrip('/')}{path}"
         headers = {
-            "x-api-key": key,
             "anthropic-version": ANTHROPIC_VERSION,
+            **(headers or {}),
+            "x-api-key": key,
             "content-type": "application/json",
             "accept": "text/event-stream" if body.get("stream") else "application/json",
         }
@@ -123,6 +128,97 @@ class AnthropicProvider(Provider):
             ) from exc
         finally:
             resp.release()
+
+    # -- native Messages calls (/v1/messages on a Claude model) -----------------------------
+
+    async def messages(self, body: dict[str, Any], model: ModelConfig,
+                       headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """One non-streaming Messages call of a client's body; the upstream's message as it
+        came."""
+        deadline = asyncio.get_running_loop().time() + model.timeout_s
+        resp = await self._post(model, upstream_body(body, model.upstream_model, False),
+                                deadline, headers=headers)
+        raw = await self.read_body(resp, deadline)
+        try:
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(502, "Anthropic: malformed upstream response",
+                                retryable=True) from exc
+        if not isinstance(msg, dict) or msg.get("type") != "message":
+            raise error_from_body(500, msg if isinstance(msg, dict) else None)
+        return msg
+
+    async def messages_stream(self, body: dict[str, Any], model: ModelConfig,
+                              headers: dict[str, str] | None = None) -> AsyncIterator[Event]:
+        """A client's body streamed: ``(event name, data)`` pairs, ``message_start`` to
+        ``message_stop``.
+
+        An ``error`` event or a cut stream raises :class:`UpstreamError` carrying the usage
+        so far; closing the iterator closes the upstream response.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + model.timeout_s
+        first_event = deadline
+        if model.first_byte_timeout_s:
+            first_event = min(deadline, loop.time() + model.first_byte_timeout_s)
+        resp = await self._post(model, upstream_body(body, model.upstream_model, True),
+                                deadline, headers=headers)
+        parser = SSEParser()
+        usage = Usage()
+        started = done = False
+        try:
+            while not done:
+                try:
+                    async with asyncio.timeout_at(deadline if started else first_event):
+                        data = await resp.content.readany()
+                except TimeoutError as exc:
+                    raise _timeout_error(usage) from exc
+                except (aiohttp.ClientError, OSError) as exc:
+                    raise UpstreamError(502, STREAM_CUT, retryable=not started,
+                                        usage=usage) from exc
+                for name, payload in parser.feed(data) if data else parser.flush():
+                    try:
+                        obj = orjson.loads(payload)
+                    except orjson.JSONDecodeError as exc:
+                        raise UpstreamError(502, "Anthropic: malformed stream event",
+                                            usage=usage) from exc
+                    if not isinstance(obj, dict):
+                        continue
+                    kind = obj.get("type") or name or ""
+                    if kind == "error":
+                        raise error_from_event(obj, usage=usage)
+                    if kind == "message_start":
+                        started = True
+                        usage_from_anthropic((obj.get("message") or {}).get("usage"), usage)
+                    elif kind == "message_delta":
+                        usage_from_anthropic(obj.get("usage"), usage)
+                    yield kind, obj
+                    if kind == "message_stop":
+                        done = True
+                        break
+                if not data and not done:
+                    raise UpstreamError(502, STREAM_CUT, retryable=not started, usage=usage)
+        finally:
+            if done:
+                resp.release()
+            else:
+                resp.close()
+
+    async def count_message_tokens(self, body: dict[str, Any], model: ModelConfig,
+                                   headers: dict[str, str] | None = None) -> int:
+        """The exact input tokens of a client's Messages body, counted by the upstream's
+        ``/v1/messages/count_tokens``."""
+        deadline = asyncio.get_running_loop().time() + model.timeout_s
+        resp = await self._post(model, count_tokens_body(body, model.upstream_model), deadline,
+                                path="/messages/count_tokens", headers=headers)
+        raw = await self.read_body(resp, deadline)
+        try:
+            tokens = orjson.loads(raw).get("input_tokens")
+        except (orjson.JSONDecodeError, AttributeError):
+            tokens = None
+        if isinstance(tokens, bool) or not isinstance(tokens, int):
+            raise UpstreamError(502, "Anthropic: malformed count_tokens response")
+        return tokens
 
     # -- Provider interface ----------------------------------------------------------------
 

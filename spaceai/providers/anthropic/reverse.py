@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -54,23 +55,54 @@ def _image_part(block: dict[str, Any]) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _tool_result_text(content: Any) -> str:
+def _tool_result_parts(content: Any) -> tuple[str, list[dict[str, Any]]]:
+    """(text, image parts) of a tool_result's content.
+
+    OpenAI tool messages carry text only, so images travel in a user message right after;
+    a ``tool_reference`` (a deferred tool loaded by tool search) becomes a line of text.
+    """
     if content is None or isinstance(content, str):
-        return content or ""
-    if isinstance(content, list):
-        texts = []
-        for b in content:
-            if not isinstance(b, dict) or b.get("type") != "text":
-                raise _bad("tool_result content supports text blocks only", "messages")
+        return content or "", []
+    if not isinstance(content, list):
+        raise _bad("tool_result content must be a string or a list of blocks", "messages")
+    texts: list[str] = []
+    images: list[dict[str, Any]] = []
+    for b in content:
+        kind = b.get("type") if isinstance(b, dict) else None
+        if kind == "text":
             texts.append(str(b.get("text", "")))
-        return "\n".join(texts)
-    raise _bad("tool_result content must be a string or a list of blocks", "messages")
+        elif kind == "image":
+            images.append(_image_part(b))
+            texts.append("[image attached below]")
+        elif kind == "tool_reference":
+            texts.append(f"Tool loaded: {b.get('tool_name', '')}")
+        elif not isinstance(kind, str):
+            raise _bad("tool_result content blocks need a type", "messages")
+        # any other block (a document, a search result...): refused by claude_only_features
+    return "\n".join(texts), images
+
+
+def _system_message(content: Any, i: int) -> list[dict[str, Any]]:
+    """A ``role: system`` entry of ``messages`` (Claude Code sends them) as an OpenAI one,
+    in place; its text blocks' ``cache_control`` is a hint only."""
+    if isinstance(content, str):
+        text = content
+    elif isinstance(content, list):
+        try:
+            text = _system_text(content)
+        except GatewayError:
+            raise _bad(f"messages[{i}]: system content must be text blocks", "messages") from None
+    else:
+        raise _bad(f"messages[{i}]: content must be a string or a list of blocks", "messages")
+    return [{"role": "system", "content": text}] if text else []
 
 
 def _convert_message(msg: Any, i: int) -> list[dict[str, Any]]:
-    if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant"):
-        raise _bad(f"messages[{i}]: role must be user or assistant", "messages")
+    if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant", "system"):
+        raise _bad(f"messages[{i}]: role must be user, assistant or system", "messages")
     role, content = msg["role"], msg.get("content")
+    if role == "system":
+        return _system_message(content, i)
     if isinstance(content, str):
         return [{"role": role, "content": content}]
     if not isinstance(content, list):
@@ -78,6 +110,7 @@ def _convert_message(msg: Any, i: int) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
     tool_msgs: list[dict[str, Any]] = []
+    tool_images: list[dict[str, Any]] = []
     for block in content:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
@@ -98,7 +131,8 @@ def _convert_message(msg: Any, i: int) -> list[dict[str, Any]]:
         elif kind == "tool_result" and role == "user":
             if not block.get("tool_use_id"):
                 raise _bad(f"messages[{i}]: tool_result needs tool_use_id", "messages")
-            text = _tool_result_text(block.get("content"))
+            text, images = _tool_result_parts(block.get("content"))
+            tool_images.extend(images)
             if block.get("is_error"):
                 text = f"Error: {text}"
             tool_msgs.append(
@@ -106,6 +140,8 @@ def _convert_message(msg: Any, i: int) -> list[dict[str, Any]]:
             )
         elif kind in ("thinking", "redacted_thinking") and role == "assistant":
             continue
+        elif isinstance(kind, str) and kind not in TRANSLATED_BLOCKS:
+            continue  # only a Claude model can take it: refused by claude_only_features
         else:
             raise _bad(f"messages[{i}]: {role} content block {kind!r} is not supported", "messages")
     if role == "assistant":
@@ -116,18 +152,43 @@ def _convert_message(msg: Any, i: int) -> list[dict[str, Any]]:
         if calls:
             out["tool_calls"] = calls
         return [out]
-    if parts:  # tool results answer the previous assistant turn, so they come first
+    # tool results answer the previous assistant turn, so they come first
+    parts = tool_images + parts
+    if parts:
         tool_msgs.append({"role": "user", "content": parts})
     return tool_msgs
 
 
-def _convert_tools(tools: Any) -> list[dict[str, Any]]:
+def _referenced_tools(messages: list[Any]) -> set[str]:
+    """Names of the deferred tools a ``tool_reference`` in a tool result has loaded."""
+    names: set[str] = set()
+    for msg in messages:
+        content = msg.get("content") if isinstance(msg, dict) else None
+        for block in content if isinstance(content, list) else ():
+            if isinstance(block, dict) and block.get("type") == "tool_result" and \
+                    isinstance(block.get("content"), list):
+                names.update(str(b.get("tool_name")) for b in block["content"]
+                             if isinstance(b, dict) and b.get("type") == "tool_reference")
+    return names
+
+
+def _convert_tools(tools: Any, loaded: set[str]) -> list[dict[str, Any]]:
+    """Custom tools as OpenAI function tools.
+
+    A tool with ``defer_loading`` stays out of the model's view until a ``tool_reference``
+    loads it (what Anthropic's tool search does); ``cache_control`` is a hint only; server
+    tools (web search, code execution...) only a Claude model can run.
+    """
     if not isinstance(tools, list):
         raise _bad("tools must be a list", "tools")
     out = []
     for t in tools:
-        if not isinstance(t, dict) or not t.get("name") or t.get("type", "custom") != "custom":
-            raise _bad("only custom tools with a name and input_schema are supported", "tools")
+        if not isinstance(t, dict) or not t.get("name"):
+            raise _bad("each tool needs a name", "tools")
+        if t.get("type", "custom") != "custom":
+            continue  # a server tool: refused by claude_only_features unless on Claude
+        if t.get("defer_loading") and t["name"] not in loaded:
+            continue
         fn: dict[str, Any] = {"name": t["name"], "parameters": t.get("input_schema") or {}}
         if t.get("description"):
             fn["description"] = t["description"]
@@ -147,6 +208,97 @@ def _convert_tool_choice(choice: Any, params: dict[str, Any]) -> None:
         params["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
     if choice.get("disable_parallel_tool_use"):
         params["parallel_tool_calls"] = False
+
+
+# the content blocks a translated model gets; any other (document, search_result,
+# server_tool_use, container_upload...) only a Claude model can take
+TRANSLATED_BLOCKS = frozenset({"text", "image", "tool_use", "tool_result", "thinking",
+                               "redacted_thinking"})
+TRANSLATED_RESULT_BLOCKS = frozenset({"text", "image", "tool_reference"})
+# request fields a translated model cannot honour, and which are not mere hints
+CLAUDE_ONLY_FIELDS = ("mcp_servers", "container")
+
+
+def claude_only_features(body: dict[str, Any]) -> list[str]:
+    """What in a valid Messages body only a Claude model can honour (empty for most bodies).
+
+    A translated (non-Claude) model is refused with a 400 naming these. Hints are not
+    listed: ``cache_control`` and ``context_management`` are ignored (no prompt cache or
+    server-side context editing to steer), ``thinking`` and ``output_config.effort`` too (the
+    answer has no thinking blocks, as a Claude answer may not).
+    """
+    found = [f for f in CLAUDE_ONLY_FIELDS if body.get(f)]
+    for t in body.get("tools") or ():
+        if isinstance(t, dict) and t.get("type", "custom") != "custom":
+            found.append(f"tools[type={t.get('type')}]")
+    config = body.get("output_config")
+    if isinstance(config, dict):
+        found += [f"output_config.{k}" for k in config if k not in ("effort", "format")]
+    blocks: set[str] = set()
+    for msg in body.get("messages") or ():
+        content = msg.get("content") if isinstance(msg, dict) else None
+        for block in content if isinstance(content, list) else ():
+            kind = block.get("type") if isinstance(block, dict) else None
+            if not isinstance(kind, str):
+                continue
+            if kind not in TRANSLATED_BLOCKS:
+                blocks.add(kind)
+            elif kind == "tool_result" and isinstance(block.get("content"), list):
+                blocks.update(b["type"] for b in block["content"] if isinstance(b, dict)
+                              and isinstance(b.get("type"), str)
+                              and b["type"] not in TRANSLATED_RESULT_BLOCKS)
+    found += [f"content block {k!r}" for k in sorted(blocks)]
+    return found
+
+
+def _object(body: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise _bad(f"{key} must be an object", key)
+    return value
+
+
+def _check_hints(body: dict[str, Any], max_tokens: int) -> None:
+    """The shape of ``thinking``, ``context_management`` and ``output_config``."""
+    thinking = _object(body, "thinking")
+    if thinking is not None:
+        kind = thinking.get("type")
+        if kind not in ("enabled", "disabled", "adaptive"):
+            raise _bad("thinking.type must be enabled, disabled or adaptive", "thinking")
+        budget = thinking.get("budget_tokens")
+        if kind == "enabled" and (isinstance(budget, bool) or not isinstance(budget, int)
+                                  or not 0 < budget < max_tokens):
+            raise _bad("thinking.budget_tokens must be an integer below max_tokens",
+                       "thinking.budget_tokens")
+    management = _object(body, "context_management")
+    if management is not None and not isinstance(management.get("edits", []), list):
+        raise _bad("context_management.edits must be a list", "context_management.edits")
+    config = _object(body, "output_config")
+    if config is not None and config.get("effort") is not None and \
+            not isinstance(config["effort"], str):
+        raise _bad("output_config.effort must be a string", "output_config.effort")
+
+
+def _output_format(body: dict[str, Any], params: dict[str, Any]) -> None:
+    """Structured outputs (``output_config.format``, or the older ``output_format``) as
+    OpenAI's ``response_format``."""
+    config = body.get("output_config") or {}
+    fmt = config.get("format") if isinstance(config, dict) else None
+    fmt = fmt if fmt is not None else body.get("output_format")
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or \
+            not isinstance(fmt.get("schema"), dict):
+        raise _bad("output_config.format must be {type: json_schema, schema: {...}}",
+                   "output_config.format")
+    params["response_format"] = {"type": "json_schema", "json_schema": {
+        "name": "output", "schema": fmt["schema"], "strict": True}}
+
+
+def _user_id(user_id: Any) -> str:
+    """``metadata.user_id`` as OpenAI's ``user`` (a long one, as Claude Code's JSON, hashed)."""
+    text = str(user_id)
+    return text if len(text) <= 64 else hashlib.sha256(text.encode()).hexdigest()
 
 
 def _number(body: dict[str, Any], key: str, lo: float, hi: float | None) -> float | None:
@@ -169,7 +321,9 @@ def messages_to_chat_request(body: Any) -> ChatRequest:
     """Validate an Anthropic Messages request body and translate it to a :class:`ChatRequest`.
 
     Raises :class:`GatewayError` (400) on bad input. ``temperature`` defaults to 1.0
-    (Anthropic's default); ``top_k`` is kept in ``params``.
+    (Anthropic's default); ``top_k`` is kept in ``params``. ``role: system`` entries of
+    ``messages`` stay system messages in place. What only Claude can honour is skipped here
+    and named by :func:`claude_only_features`.
     """
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object")
@@ -191,6 +345,9 @@ def messages_to_chat_request(body: Any) -> ChatRequest:
             messages.append({"role": "system", "content": text})
     for i, msg in enumerate(raw_messages):
         messages.extend(_convert_message(msg, i))
+    if all(m.get("role") == "system" for m in raw_messages):
+        raise _bad("messages must contain at least one user or assistant message", "messages")
+    _check_hints(body, max_tokens)
 
     params: dict[str, Any] = {"max_tokens": max_tokens}
     temperature = _number(body, "temperature", 0, 1)
@@ -206,12 +363,17 @@ def messages_to_chat_request(body: Any) -> ChatRequest:
         if stops:
             params["stop"] = list(stops)
     if body.get("tools"):
-        params["tools"] = _convert_tools(body["tools"])
+        tools = _convert_tools(body["tools"], _referenced_tools(raw_messages))
+        if tools:
+            params["tools"] = tools
     if body.get("tool_choice") is not None:
         _convert_tool_choice(body["tool_choice"], params)
+    if "tools" not in params:
+        params.pop("tool_choice", None)  # every tool was deferred: nothing to choose from
+    _output_format(body, params)
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and metadata.get("user_id"):
-        params["user"] = str(metadata["user_id"])
+        params["user"] = _user_id(metadata["user_id"])
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise _bad("stream must be a boolean", "stream")
