@@ -20,6 +20,7 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens served from a prompt cache (subset of prompt_tokens)
     cache_creation_tokens: int = 0  # prompt tokens written to a prompt cache (Anthropic)
+    reasoning_tokens: int = 0  # completion tokens spent on reasoning (subset of completion)
 
     @property
     def total_tokens(self) -> int:
@@ -35,6 +36,8 @@ class Usage:
             out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
             if self.cache_creation_tokens:
                 out["prompt_tokens_details"]["cache_creation_tokens"] = self.cache_creation_tokens
+        if self.reasoning_tokens:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         if cost is not None:
             out["cost"] = cost
         return out
@@ -44,11 +47,13 @@ class Usage:
         if not data:
             return cls()
         details = data.get("prompt_tokens_details") or {}
+        completion_details = data.get("completion_tokens_details") or {}
         return cls(
             prompt_tokens=int(data.get("prompt_tokens") or 0),
             completion_tokens=int(data.get("completion_tokens") or 0),
             cached_tokens=int(details.get("cached_tokens") or 0),
             cache_creation_tokens=int(details.get("cache_creation_tokens") or 0),
+            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
         )
 
 
