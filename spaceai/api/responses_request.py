@@ -12,6 +12,8 @@ OpenAI's own service; no chat model behind the gateway can run them. They are dr
 the request and named in the ``x-spaceai-dropped`` response header, because clients such as
 Codex offer them on every request: an offered tool the model cannot call changes nothing in
 the answer's shape. Forcing one with ``tool_choice`` cannot be honoured and is a 400.
+``namespace`` tools (groups of client tools, e.g. Codex's multi-agent tools) are dropped and
+named the same way.
 ``reasoning`` input items are kept in the stored conversation (and answered back by
 ``GET .../input_items``) but not sent to chat upstreams, which have no field for them.
 """
@@ -35,7 +37,7 @@ HOSTED_TOOLS = frozenset({
 })
 # Responses parameters with no chat counterpart that change nothing here
 _IGNORED = ("include", "truncation", "max_tool_calls", "stream_options", "top_logprobs",
-            "prompt_cache_retention", "context_management")
+            "prompt_cache_retention", "context_management", "client_metadata")
 _PASSED = ("user", "service_tier", "prompt_cache_key", "safety_identifier")
 _KNOWN = {
     "model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "tools",
@@ -196,6 +198,9 @@ def _tools(tools: Any, dropped: list[str]) -> list[dict[str, Any]] | None:
         kind = tool.get("type") if isinstance(tool, dict) else None
         if kind in HOSTED_TOOLS:
             dropped.append(f"tools.{kind}")
+            continue
+        if kind == "namespace":  # a client's group of its own tools (Codex: multi-agent)
+            dropped.append(f"tools.namespace.{tool.get('name')}")
             continue
         if kind != "function":
             raise bad(f"Invalid value for 'tools[{i}].type': {kind!r} tools are not supported "
