@@ -385,11 +385,14 @@ def test_every_request_is_one_ledger_row(gateway, fakes):
     assert report["totals"]["cost"] == pytest.approx(expected)
 
 
-def test_openapi_lists_the_responses_api(gateway):
+def test_openapi_and_docs_page_list_the_responses_api(gateway):
     paths = httpx.get(gateway.base_url + "/openapi.json", timeout=30).json()["paths"]
     assert "post" in paths["/v1/responses"]
     assert {"get", "delete"} <= set(paths["/v1/responses/{id}"])
     assert "get" in paths["/v1/responses/{id}/input_items"]
+    page = httpx.get(gateway.base_url + "/", timeout=30).text
+    assert '<section id="responses">' in page and 'href="#responses"' in page
+    assert "client.responses.create(" in page and "curl " + gateway.base_url + "/v1/responses" in page
 
 
 # -- the local SmolLM2 model ----------------------------------------------------------------
