@@ -415,3 +415,45 @@ def test_local_model_answers_and_streams(client):
     follow = client.responses.create(model="smollm2-135m-instruct", input="And again.",
                                      previous_response_id=final.id, max_output_tokens=4)
     assert follow.output_text
+
+
+def test_input_image_reaches_claude_as_an_image_block(client, fakes):
+    _, ant = fakes
+    client.responses.create(model="claude-test", input=[{"role": "user", "content": [
+        {"type": "input_text", "text": "What is this?"},
+        {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}]}])
+    blocks = ant.last_request.body["messages"][0]["content"]
+    assert blocks[0] == {"type": "text", "text": "What is this?"}
+    assert blocks[1]["type"] == "image" and blocks[1]["source"]["media_type"] == "image/png"
+
+
+def test_x_api_key_header_authenticates(gateway, key):
+    r = httpx.post(gateway.api_url + "/responses", headers={"x-api-key": key},
+                   json={"model": "gpt-test", "input": "Hi"}, timeout=30)
+    assert r.status_code == 200 and r.json()["output"][0]["content"][0]["text"]
+    r = httpx.post(gateway.api_url + "/responses", json={"model": "gpt-test", "input": "Hi"},
+                   timeout=30)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_old_responses_are_purged_at_start_up(tmp_path, fakes):
+    import sqlalchemy as sa
+
+    from spaceai.storage.tables import responses
+
+    oai, _ = fakes
+    models = [{"id": "gpt-test", "provider": "openai", "base_url": oai.base_url,
+               "api_key": oai.api_key, "capabilities": ["chat"]}]
+    with GatewayServer(tmp_path, models=models) as gw:
+        client = openai.OpenAI(base_url=gw.api_url, api_key=gw.create_key(), max_retries=0)
+        old = client.responses.create(model="gpt-test", input="Hi").id
+        fresh = client.responses.create(model="gpt-test", input="Hi").id
+        with gw.gateway.engine.begin() as conn:
+            conn.execute(sa.update(responses).where(responses.c.id == old).values(
+                created_at=now() - timedelta(days=31)))
+        key = client.api_key
+    with GatewayServer(tmp_path, models=models) as gw:
+        client = openai.OpenAI(base_url=gw.api_url, api_key=key, max_retries=0)
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve(old)
+        assert client.responses.retrieve(fresh).id == fresh

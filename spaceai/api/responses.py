@@ -45,7 +45,7 @@ def _not_found(response_id: str, param: str | None = None) -> GatewayError:
 
 async def create_response(gw: Gateway, request: Request) -> Response | StreamResponse:
     """POST /v1/responses."""
-    started = time.perf_counter()
+    started, created_at = time.perf_counter(), int(time.time())
     key = await _key(gw, request)
     body = await request.json(gw.settings.max_body_bytes)
     history = None
@@ -65,11 +65,11 @@ async def create_response(gw: Gateway, request: Request) -> Response | StreamRes
     resp_id = new_id("resp")
     if not rr.chat.stream:
         _, data = await metered.complete(call)
-        answer = render_response(resp_id, rr.chat.model, rr.echo, int(time.time()), data)
+        answer = render_response(resp_id, rr.chat.model, rr.echo, created_at, data)
         await _store(gw, key, rr, answer)
         return json_response(200, answer, call.headers)
     _, chunks = await metered.open_stream(call)
-    encoder = ResponsesStreamEncoder(resp_id, rr.chat.model, rr.echo)
+    encoder = ResponsesStreamEncoder(resp_id, rr.chat.model, rr.echo, created_at)
     return StreamResponse(_events(gw, key, rr, call, encoder, chunks), call.headers,
                           on_close=call.abandon)
 

@@ -111,11 +111,11 @@ def sse(event: dict[str, Any]) -> bytes:
 class ResponsesStreamEncoder:
     """Chat chunks in, Responses SSE bytes out. :attr:`response` is the final object."""
 
-    def __init__(self, resp_id: str, model: str, echo: dict[str, Any]) -> None:
+    def __init__(self, resp_id: str, model: str, echo: dict[str, Any], created_at: int) -> None:
         self.resp_id = resp_id
         self.model = model
         self.echo = echo
-        self.created_at = int(time.time())
+        self.created_at = created_at
         self.seq = 0
         self.output: list[dict[str, Any]] = []
         self.finish_reason: str | None = None
