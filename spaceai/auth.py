@@ -35,6 +35,11 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip() or None
 
 
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key a request presents: ``x-api-key``, else ``Authorization: Bearer``."""
+    return (x_api_key or "").strip() or bearer_token(authorization)
+
+
 class KeyCache:
     """Key records by hash, kept fresh by polling the database for changed keys."""
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from spaceai.api import metered
 from spaceai.api.http import ClientGone, Request, Response, StreamResponse, json_response
-from spaceai.auth import authorize_model, bearer_token
+from spaceai.auth import authorize_model, presented_key
 from spaceai.catalog import ModelConfig
 from spaceai.gateway import Gateway
 from spaceai.keys import KeyRecord
@@ -50,8 +50,7 @@ def anthropic_error_response(err: GatewayError) -> Response:
 
 
 def _api_key(request: Request) -> str | None:
-    return (request.header(b"x-api-key") or "").strip() or bearer_token(
-        request.header(b"authorization"))
+    return presented_key(request.header(b"authorization"), request.header(b"x-api-key"))
 
 
 async def _authenticate(gw: Gateway, request: Request) -> KeyRecord:

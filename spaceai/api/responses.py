@@ -3,7 +3,9 @@
 ``POST /v1/responses`` translates the request to the internal :class:`ChatRequest`
 (:mod:`spaceai.api.responses_request`), goes through the same admission, router and metering
 as ``/v1/chat/completions`` (:mod:`spaceai.api.metered`; ledger endpoint ``/v1/responses``)
-and renders the chat answer or stream back (:mod:`spaceai.api.responses_render`).
+and renders the chat answer or stream back (:mod:`spaceai.api.responses_render`); a model
+configured with ``responses_api: native`` gets the body as it is instead
+(:mod:`spaceai.api.responses_native`).
 ``store`` (default true) keeps the answer and its conversation, owned by the calling key
 (:mod:`spaceai.storage.responses`), for ``previous_response_id`` — on any model, also
 another provider's — and for ``GET``/``DELETE /v1/responses/{id}`` and
@@ -16,12 +18,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from spaceai.api import metered
+from spaceai.api import metered, responses_native
 from spaceai.api.http import Request, Response, StreamResponse, json_response
+from spaceai.api.responses_native import is_native
 from spaceai.api.responses_render import ResponsesStreamEncoder, render_response
 from spaceai.api.responses_request import ResponsesRequest, new_id, parse_responses
 from spaceai.api.validation import bad
-from spaceai.auth import bearer_token
+from spaceai.auth import presented_key
 from spaceai.gateway import Gateway
 from spaceai.keys import KeyRecord
 from spaceai.metering.meter import usd
@@ -33,9 +36,8 @@ ENDPOINT = "/v1/responses"
 
 
 async def _key(gw: Gateway, request: Request) -> KeyRecord:
-    token = bearer_token(request.header(b"authorization")) or (
-        request.header(b"x-api-key") or "").strip() or None
-    return await gw.key_cache.authenticate(token)
+    return await gw.key_cache.authenticate(
+        presented_key(request.header(b"authorization"), request.header(b"x-api-key")))
 
 
 def _not_found(response_id: str, param: str | None = None) -> GatewayError:
@@ -60,15 +62,30 @@ async def create_response(gw: Gateway, request: Request) -> Response | StreamRes
         history = stored.history()
     rr = parse_responses(body, history)
     call = await metered.admit(gw, request.request_id, key, rr.chat, "chat", ENDPOINT, started)
-    if rr.dropped:
+    native = is_native(call.model)
+    if rr.dropped and not native:
         call.headers.append((b"x-spaceai-dropped", ",".join(rr.dropped).encode()))
     resp_id = new_id("resp")
     if not rr.chat.stream:
-        _, data = await metered.complete(call)
-        answer = render_response(resp_id, rr.chat.model, rr.echo, created_at, data)
+        if native:
+            answer = await responses_native.answer(call, rr, body, resp_id, created_at)
+        else:
+            _, data = await metered.complete(call)
+            answer = render_response(resp_id, rr.chat.model, rr.echo, created_at, data)
         await _store(gw, key, rr, answer)
         return json_response(200, answer, call.headers)
-    _, chunks = await metered.open_stream(call)
+    if native:
+        served, relayed, first, rest = await responses_native.open_stream(call, rr, body)
+        if relayed:
+            async def save(answer: dict[str, Any]) -> None:
+                await _store(gw, key, rr, answer)
+
+            return StreamResponse(
+                responses_native.relay(call.meter, served, rr, resp_id, first, rest, save),
+                call.headers, on_close=call.abandon)
+        chunks = metered.metered_chunks(call.meter, served, first, rest)
+    else:
+        _, chunks = await metered.open_stream(call)
     encoder = ResponsesStreamEncoder(resp_id, rr.chat.model, rr.echo, created_at)
     return StreamResponse(_events(gw, key, rr, call, encoder, chunks), call.headers,
                           on_close=call.abandon)
