@@ -184,6 +184,28 @@ def test_function_call_streams_as_argument_events(client, gateway, key, fakes):
     assert json.loads(final.output[-1].arguments) == {"city": "Rome"}
 
 
+def test_function_call_stream_events_are_openai_shaped(gateway, key, fakes):
+    oai, _ = fakes
+    oai.script(Reply(text="Let me look.", tool_calls=[
+        {"name": "get_weather", "arguments": {"city": "Rome"}, "id": "call_a"},
+        {"name": "get_weather", "arguments": {"city": "Oslo"}, "id": "call_b"}]))
+    r = httpx.post(gateway.api_url + "/responses", headers={"Authorization": f"Bearer {key}"},
+                   json={"model": "gpt-test", "input": "Weather?", "stream": True,
+                         "tools": [WEATHER_TOOL]}, timeout=30)
+    events = _events(r.text)
+    assert {k for k, _ in events} <= EVENT_KINDS
+    assert [e["sequence_number"] for _, e in events] == list(range(len(events)))
+    added = [e["item"] for k, e in events if k == "response.output_item.added"]
+    assert [i["type"] for i in added] == ["message", "function_call", "function_call"]
+    done = {e["item_id"]: e["arguments"] for k, e in events
+            if k == "response.function_call_arguments.done"}
+    assert [json.loads(a) for a in done.values()] == [{"city": "Rome"}, {"city": "Oslo"}]
+    final = events[-1][1]["response"]
+    assert [o["type"] for o in final["output"]] == ["message", "function_call", "function_call"]
+    assert [o.get("call_id") for o in final["output"][1:]] == ["call_a", "call_b"]
+    assert all(o["status"] == "completed" for o in final["output"])
+
+
 def test_json_schema_format_becomes_response_format(client, fakes):
     oai, _ = fakes
     schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"],
@@ -349,6 +371,7 @@ def test_mid_stream_failure_is_response_failed_and_billed(gateway, fakes):
     failed = events[-1][1]["response"]
     assert failed["status"] == "failed" and failed["error"]["message"]
     assert failed["output"][0]["content"][0]["text"] == "Hello"
+    assert failed["usage"]["output_tokens"] >= 1 and failed["usage"]["cost"] > 0
     assert {k for k, _ in events} <= EVENT_KINDS
     gateway.flush_ledger()
     rows = gateway.usage_rows(key=_key_id(gateway, key))["data"]
