@@ -354,6 +354,13 @@ def test_bad_requests_are_openai_shaped_400s(gateway, key):
                         ({"model": "gpt-test", "input": "x", "temperature": 7}, "temperature"),
                         ({"model": "gpt-test", "input": [{"type": "banana"}]}, "input[0].type"),
                         ({"model": "gpt-test", "input": "x", "bogus": 1}, "bogus"),
+                        ({"model": "gpt-test", "input": "x", "reasoning": "high"}, "reasoning"),
+                        ({"model": "gpt-test", "input": "x", "max_output_tokens": 0},
+                         "max_output_tokens"),
+                        ({"model": "gpt-test", "input": "x", "tools": [{"type": "custom"}]},
+                         "tools[0].type"),
+                        ({"model": "gpt-test", "input": [{"role": "user", "content": [
+                            {"type": "input_file", "file_id": "f"}]}]}, "input[0].content[0]"),
                         ({"model": "embed-test", "input": "x"}, "model")):
         r = httpx.post(gateway.api_url + "/responses", json=body, headers=h, timeout=30)
         assert r.status_code == 400, r.text

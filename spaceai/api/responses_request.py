@@ -273,17 +273,24 @@ def parse_responses(body: Any, history: list[dict[str, Any]] | None = None) -> R
     for name in ("temperature", "top_p", "stream", "parallel_tool_calls", *_PASSED):
         if body.get(name) is not None:
             chat[name] = body[name]
-    if body.get("max_output_tokens") is not None:
-        chat["max_completion_tokens"] = body["max_output_tokens"]
+    max_output = body.get("max_output_tokens")
+    if max_output is not None:
+        if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 1:
+            raise bad("Invalid 'max_output_tokens': expected an integer >= 1.",
+                      "max_output_tokens")
+        chat["max_completion_tokens"] = max_output
     chat["tools"] = _tools(body.get("tools"), dropped)
     choice = body.get("tool_choice")
     if chat["tools"] is not None or choice not in (None, "none", "auto"):
         chat["tool_choice"] = _tool_choice(choice)  # with no tools left, validation refuses it
     chat["response_format"] = _response_format(body.get("text"))
     reasoning = body.get("reasoning")
-    if isinstance(reasoning, dict) and reasoning.get("effort"):
+    for name in ("reasoning", "text", "metadata"):
+        if body.get(name) is not None and not isinstance(body[name], dict):
+            raise bad(f"Invalid type for '{name}': expected an object.", name, "invalid_type")
+    if reasoning and reasoning.get("effort"):
         chat["reasoning_effort"] = reasoning["effort"]
-    if isinstance(body.get("text"), dict) and body["text"].get("verbosity"):
+    if body.get("text") and body["text"].get("verbosity"):
         chat["verbosity"] = body["text"]["verbosity"]
     req = parse_chat({k: v for k, v in chat.items() if v is not None})
     if "temperature" not in body:  # the gateway's chat default is not the Responses one
@@ -293,8 +300,6 @@ def parse_responses(body: Any, history: list[dict[str, Any]] | None = None) -> R
     if store is not None and not isinstance(store, bool):
         raise bad("Invalid type for 'store': expected a boolean.", "store", "invalid_type")
     metadata = body.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise bad("Invalid type for 'metadata': expected an object.", "metadata", "invalid_type")
     echo = {
         "instructions": instructions,
         "max_output_tokens": body.get("max_output_tokens"),
