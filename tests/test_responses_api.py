@@ -197,6 +197,8 @@ def test_function_call_stream_events_are_openai_shaped(gateway, key, fakes):
     assert [e["sequence_number"] for _, e in events] == list(range(len(events)))
     added = [e["item"] for k, e in events if k == "response.output_item.added"]
     assert [i["type"] for i in added] == ["message", "function_call", "function_call"]
+    assert added[0]["content"] == [] and added[0]["status"] == "in_progress"
+    assert added[1]["arguments"] == "" and added[1]["name"] == "get_weather"
     done = {e["item_id"]: e["arguments"] for k, e in events
             if k == "response.function_call_arguments.done"}
     assert [json.loads(a) for a in done.values()] == [{"city": "Rome"}, {"city": "Oslo"}]

@@ -144,7 +144,10 @@ class ResponsesStreamEncoder:
         self._open = item
         self.output.append(item)
         index = len(self.output) - 1
-        out += self._event("response.output_item.added", output_index=index, item=dict(item))
+        empty = {"message": {"content": []}, "reasoning": {"summary": []},
+                 "function_call": {"arguments": ""}}[item["type"]]
+        out += self._event("response.output_item.added", output_index=index,
+                           item={**item, **empty})  # as OpenAI announces an item: empty
         if item["type"] == "message":
             out += self._event("response.content_part.added", item_id=item["id"],
                                output_index=index, content_index=0, part=_text_part(""))
