@@ -302,6 +302,8 @@ def test_retrieve_delete_and_input_items(client, gateway):
     with pytest.raises(openai.NotFoundError):
         other.responses.delete(resp.id)
     with pytest.raises(openai.NotFoundError):
+        other.responses.input_items.list(resp.id)
+    with pytest.raises(openai.NotFoundError):
         other.responses.create(model="gpt-test", input="hi", previous_response_id=resp.id)
     client.responses.delete(resp.id)
     with pytest.raises(openai.NotFoundError) as exc:
