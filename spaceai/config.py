@@ -28,6 +28,7 @@ class Settings:
     local_parallel: int = 4
     local_threads: int = 2
     local_model_preload: bool = True
+    responses_retention_days: float = 30.0  # stored Responses API answers are purged after it
 
     @classmethod
     def load(cls, config_path: str | None = None) -> Settings:
@@ -63,4 +64,7 @@ class Settings:
             local_model_preload=str(
                 pick("SPACEAI_LOCAL_PRELOAD", "local_model_preload", "1")
             ).lower() not in ("0", "false", "no"),
+            responses_retention_days=float(
+                pick("SPACEAI_RESPONSES_RETENTION_DAYS", "responses_retention_days", 30)
+            ),
         )

@@ -17,6 +17,7 @@ from spaceai.providers.base import Provider
 from spaceai.providers.http import HttpClient
 from spaceai.router import Router
 from spaceai.storage.db import create_engine, migrate
+from spaceai.storage.responses import ResponseStore
 
 log = logging.getLogger("spaceai")
 
@@ -43,6 +44,7 @@ class Gateway:
         self.engine = create_engine(settings.database_url)
         self.keys = KeyStore(self.engine)
         self.key_cache = KeyCache(self.keys)
+        self.responses = ResponseStore(self.engine, settings.responses_retention_days)
         self.ledger = Ledger(self.engine, settings.ledger_flush_interval_s,
                              settings.ledger_batch_size, settings.ledger_dir,
                              settings.ledger_fsync_s)
@@ -62,6 +64,7 @@ class Gateway:
         await self.control.recover(recovered)
         self.ledger.start()
         await self.key_cache.start()
+        await self.responses.start()  # purges expired stored responses, then periodically
         used = {m.provider for m in self.catalog}
         for name in used:
             if name == "local" and not self.settings.local_model_preload:
@@ -81,6 +84,7 @@ class Gateway:
     async def close(self) -> None:
         self.ready = False
         await self.key_cache.close()
+        await self.responses.close()
         await self.control.close()
         for provider in self.providers.values():
             try:

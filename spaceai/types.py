@@ -41,6 +41,7 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens served from a prompt cache (subset of prompt_tokens)
     cache_creation_tokens: int = 0  # prompt tokens written to a prompt cache (Anthropic)
+    reasoning_tokens: int = 0  # completion tokens spent on reasoning (subset of completion)
     problem: str | None = None
 
     def count(self, data: dict[str, Any], name: str, default: int = 0) -> int:
@@ -68,6 +69,8 @@ class Usage:
             out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
             if self.cache_creation_tokens:
                 out["prompt_tokens_details"]["cache_creation_tokens"] = self.cache_creation_tokens
+        if self.reasoning_tokens:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         if cost is not None:
             out["cost"] = cost
         return out
@@ -87,6 +90,9 @@ class Usage:
         u.completion_tokens = u.count(data, "completion_tokens")
         u.cached_tokens = u.count(details, "cached_tokens")
         u.cache_creation_tokens = u.count(details, "cache_creation_tokens")
+        completion_details = data.get("completion_tokens_details") or {}
+        if isinstance(completion_details, dict):
+            u.reasoning_tokens = u.count(completion_details, "reasoning_tokens")
         return u
 
 

@@ -304,7 +304,8 @@ def test_messages_answers_carry_request_id(client, gateway, key):
 
 def _get_paths() -> list[str]:
     paths = [p for (m, p) in ROUTES if m == "GET"]
-    paths += [p + {"/v1/models/": "gpt-test", "/static/": "docs.css"}[p]
+    paths += [p + {"/v1/models/": "gpt-test", "/static/": "docs.css",
+                   "/v1/responses/": "{response}"}[p]
               for (m, p) in PREFIX_ROUTES if m == "GET"]
     return paths
 
@@ -312,6 +313,11 @@ def _get_paths() -> list[str]:
 @pytest.mark.parametrize("path", _get_paths())
 def test_head_answers_like_get_without_a_body(gateway, key, path):
     headers = {"x-api-key": ADMIN_KEY if path.startswith("/admin") else key}
+    if "{response}" in path:  # a stored response of this key
+        made = httpx.post(gateway.base_url + "/v1/responses", headers=headers, timeout=30,
+                          json={"model": "gpt-test", "input": "hi", "max_output_tokens": 16})
+        assert made.status_code == 200, made.text
+        path = path.replace("{response}", made.json()["id"])
     get = httpx.get(gateway.base_url + path, headers=headers, timeout=30)
     head = httpx.head(gateway.base_url + path, headers=headers, timeout=30)
     assert get.status_code == 200, get.text

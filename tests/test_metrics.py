@@ -23,14 +23,14 @@ def test_metrics_count_requests_tokens_cost_latency_and_refusals(tmp_path, fake)
     model = priced_model(fake, id="metrics-model", upstream_model="gpt-4o")
     with GatewayServer(tmp_path, models=[model]) as gw:
         before = scrape(gw)
-        auth = {"Authorization": f"Bearer {gw.create_key(rpm=3, budget=0.0015)}"}
+        auth = {"Authorization": f"Bearer {gw.create_key(rpm=3, budget=0.0022)}"}
         body = {"model": "metrics-model", "messages": PROMPT, "max_tokens": 5}
         assert httpx.post(gw.api_url + "/chat/completions", headers=auth,
                           json=body).status_code == 200
         with httpx.stream("POST", gw.api_url + "/chat/completions", headers=auth,
                           json={**body, "stream": True}) as r:
             r.read()
-        # $0.00096 spent + $0.00075 reserve > $0.0015: a budget refusal
+        # $0.00096 spent + $0.00159 reserve > $0.0022: a budget refusal
         r = httpx.post(gw.api_url + "/chat/completions", headers=auth, json=body)
         assert r.json()["error"]["code"] == "insufficient_quota"
         other = {"Authorization": f"Bearer {gw.create_key(rpm=1)}"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from spaceai.api import admin, completions, embeddings, health, messages, metered, models
+from spaceai.api import admin, completions, embeddings, health, messages, metered, models, responses
 from spaceai.api.http import ClientGone, Request, error_response, head_response, json_response
 from spaceai.api.metrics import metrics_endpoint
 from spaceai.api.openapi import openapi_response
@@ -28,6 +28,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "/v1/messages"): messages.messages,
     ("POST", "/v1/messages/count_tokens"): messages.count_tokens,
     ("POST", "/v1/embeddings"): embeddings.embeddings,
+    ("POST", "/v1/responses"): responses.create_response,
     ("GET", "/v1/models"): models.list_models,
     ("GET", "/v1/key"): admin.own_key,
     ("GET", "/admin/keys"): admin.list_keys,
@@ -44,6 +45,8 @@ ROUTES: dict[tuple[str, str], Handler] = {
 PREFIX_ROUTES: dict[tuple[str, str], tuple[Handler, str]] = {
     ("GET", "/v1/models/"): (models.get_model, "id"),
     ("DELETE", "/admin/keys/"): (admin.revoke_key, "id"),
+    ("GET", "/v1/responses/"): (responses.get_response, "id"),  # also {id}/input_items
+    ("DELETE", "/v1/responses/"): (responses.delete_response, "id"),
     ("GET", "/static/"): (static_file, "path"),
 }
 

@@ -64,6 +64,18 @@ SPEC: dict[str, Any] = {
                                      body="MessagesRequest")},
         "/v1/messages/count_tokens": {"post": _op("Count the input tokens of a Messages request",
                                                   body="MessagesRequest")},
+        "/v1/responses": {"post": _op("OpenAI Responses API in front of any chat model (SSE "
+                                      "events when stream is true; store, previous_response_id)",
+                                      body="ResponsesRequest", ok="Response")},
+        "/v1/responses/{id}": {
+            "get": _op("Retrieve a stored response (the key's own)", ok="Response",
+                       params=[_path_param("id")]),
+            "delete": _op("Delete a stored response", params=[_path_param("id")]),
+        },
+        "/v1/responses/{id}/input_items": {"get": _op(
+            "The input items of a stored response (OpenAI's list shape)", params=[
+                _path_param("id"), _query("order"), _query("limit", "integer"),
+                _query("after")])},
         "/v1/key": {"get": _op("The calling key's limits, budget and spend", ok="Key")},
         "/admin/keys": {
             "get": _op("List keys", auth="admin"),
@@ -153,6 +165,37 @@ SPEC: dict[str, Any] = {
                 "temperature": {"type": "number"}, "top_p": {"type": "number"},
                 "top_k": {"type": "integer"}, "stream": {"type": "boolean"},
                 "tools": {"type": "array"}, "tool_choice": {"type": "object"}}},
+            "ResponsesRequest": {"type": "object", "required": ["model", "input"],
+                                 "properties": {
+                "model": {"type": "string"},
+                "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {
+                    "type": "object", "description": "message (input_text / input_image "
+                    "parts), function_call, function_call_output or reasoning item"}}]},
+                "instructions": {"type": "string"},
+                "max_output_tokens": {"type": "integer", "minimum": 1},
+                "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+                "tools": {"type": "array", "description": "function tools; hosted tools "
+                          "(web_search, ...) are dropped and named in x-spaceai-dropped"},
+                "tool_choice": {}, "parallel_tool_calls": {"type": "boolean"},
+                "text": {"type": "object", "properties": {"format": {"type": "object"}}},
+                "reasoning": {"type": "object"}, "metadata": {"type": "object"},
+                "user": {"type": "string"}, "store": {"type": "boolean", "default": True},
+                "previous_response_id": {"type": "string"},
+                "stream": {"type": "boolean", "default": False},
+                "include": {"type": "array", "items": {"type": "string"}}}},
+            "Response": {"type": "object", "properties": {
+                "id": {"type": "string"}, "object": {"type": "string", "enum": ["response"]},
+                "created_at": {"type": "integer"}, "model": {"type": "string"},
+                "status": {"type": "string", "enum": [
+                    "completed", "incomplete", "failed", "in_progress"]},
+                "output": {"type": "array", "items": {"type": "object"}},
+                "previous_response_id": {"type": ["string", "null"]},
+                "usage": {"type": "object", "properties": {
+                    "input_tokens": {"type": "integer"}, "output_tokens": {"type": "integer"},
+                    "total_tokens": {"type": "integer"}, "cost": {"type": "number"},
+                    "input_tokens_details": {"type": "object"},
+                    "output_tokens_details": {"type": "object"}}}}},
             "KeyCreate": {"type": "object", "properties": {
                 "name": {"type": "string"}, "models": {"type": "array", "items": {"type": "string"}},
                 "budget": {"type": "number"}, "budget_period": {"type": "string",

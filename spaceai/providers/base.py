@@ -8,6 +8,10 @@ A provider turns a :class:`~spaceai.types.ChatRequest` into an OpenAI-shaped ans
   asked for it: the gateway hides it from clients that did not);
 * ``completion`` / ``completion_stream`` do the same for legacy text completions
   (``text_completion`` objects) for models with the ``completions`` capability;
+* ``responses`` / ``responses_stream`` pass a Responses API body through to an upstream that
+  speaks that API natively (a ``response`` object; its stream events as dicts, ending with
+  ``response.completed``, ``.incomplete`` or ``.failed``), for catalog models configured with
+  ``responses_api: native``;
 * ``embeddings`` returns an OpenAI ``list`` of ``embedding`` objects (each ``embedding`` a list
   of floats, a base64 string as the request's ``encoding_format`` asked, or a numpy vector)
   with ``usage.prompt_tokens``, for models with the ``embeddings`` capability;
@@ -59,3 +63,11 @@ class Provider:
     async def count_tokens(self, req: ChatRequest, model: ModelConfig) -> int | None:
         """The exact prompt tokens of ``req`` on ``model``; None: this provider cannot say."""
         return None
+
+    async def responses(self, body: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
+        raise GatewayError(400, f"model {model.id} has no native Responses API", param="model")
+
+    def responses_stream(
+        self, body: dict[str, Any], model: ModelConfig
+    ) -> AsyncIterator[dict[str, Any]]:
+        raise GatewayError(400, f"model {model.id} has no native Responses API", param="model")

@@ -1,6 +1,8 @@
 """OpenAI and every server that speaks its API (vLLM, llama.cpp server, Ollama, another SpaceAI).
 
-Requests are forwarded with every OpenAI parameter; streams are relayed chunk by chunk. Upstream
+Requests are forwarded with every OpenAI parameter; streams are relayed chunk by chunk.
+Models configured with ``responses_api: native`` also take Responses API bodies as they are
+(``/responses``, streamed as parsed events). Upstream
 is always asked for usage in streams (``stream_options.include_usage``) so every token is
 metered; the gateway hides that extra chunk from clients that did not ask for it.
 """
@@ -16,6 +18,7 @@ from spaceai.catalog import ModelConfig
 from spaceai.providers.base import Provider
 from spaceai.providers.http import HttpClient, retry_after_seconds, upstream_failure
 from spaceai.providers.openai_stream import OpenAIStreamDecoder
+from spaceai.providers.sse import SSEParser
 from spaceai.types import ChatRequest, EmbeddingRequest, UpstreamError
 
 
@@ -40,6 +43,23 @@ def _error_from_response(status: int, raw: bytes, headers: Any, model: ModelConf
     except (orjson.JSONDecodeError, AttributeError):
         message = raw[:200].decode("utf-8", "replace")
     return upstream_failure(status, message, model, retry_after_seconds(headers))
+
+
+RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def _responses_event(raw: str, model: ModelConfig) -> dict[str, Any]:
+    """One Responses stream event; an ``error`` event (or garbage) is an UpstreamError."""
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(502, f"model {model.id}: invalid JSON in stream") from None
+    if not isinstance(event, dict):
+        raise UpstreamError(502, f"model {model.id}: unexpected stream event")
+    if event.get("type") == "error":
+        raise UpstreamError(502, f"model {model.id}: upstream error mid-stream: "
+                            f"{event.get('message') or 'unknown error'}")
+    return event
 
 
 class OpenAIProvider(Provider):
@@ -96,6 +116,41 @@ class OpenAIProvider(Provider):
 
     def completion_stream(self, req: ChatRequest, model: ModelConfig) -> AsyncIterator[dict[str, Any]]:
         return self._stream("/completions", _body(req, model, True), model, req)
+
+    async def responses(self, body: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
+        return await self._post("/responses", {**body, "model": model.upstream_model}, model)
+
+    async def responses_stream(self, body: dict[str, Any],
+                               model: ModelConfig) -> AsyncIterator[dict[str, Any]]:
+        payload = orjson.dumps({**body, "model": model.upstream_model, "stream": True})
+        resp = await self.http.send(model, "/responses", self._headers(model, True), payload)
+        clean = False
+        try:
+            if resp.status >= 400:
+                raw = await self.http.read(resp, model)
+                clean = True
+                raise _error_from_response(resp.status, raw, resp.headers, model)
+            parser, finished = SSEParser(), False
+            try:
+                async for data in resp.iter_chunks(model.timeout_s):
+                    for _, raw_event in parser.feed(data):
+                        event = _responses_event(raw_event, model)
+                        finished = event.get("type") in RESPONSES_TERMINAL
+                        yield event
+                    if finished:
+                        break
+            except (TimeoutError, OSError) as exc:
+                raise UpstreamError(502, f"model {model.id}: upstream stream ended before "
+                                    f"completion ({type(exc).__name__})") from None
+            if not finished:
+                raise UpstreamError(502, f"model {model.id}: upstream stream ended before "
+                                    "completion")
+            clean = True
+        finally:
+            if clean:
+                resp.release()
+            else:
+                resp.close()
 
     async def _stream(self, path: str, body: dict, model: ModelConfig,
                       req: ChatRequest) -> AsyncIterator[dict[str, Any]]:

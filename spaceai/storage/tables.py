@@ -67,3 +67,20 @@ usage_dead_letters = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# stored Responses API answers (``store: true``), owned by the key that made them; the
+# conversation a ``previous_response_id`` continues is ``context`` + ``body.output``
+responses = sa.Table(
+    "responses",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("body", sa.JSON, nullable=False),  # the response object, as answered
+    sa.Column("input_items", sa.JSON, nullable=False),  # this request's input items
+    sa.Column("context", sa.JSON, nullable=False),  # every item the model saw, in order
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+sa.Index("ix_responses_created", responses.c.created_at)
+sa.Index("ix_responses_key", responses.c.key_id)

@@ -714,7 +714,8 @@ class _FakeBase:
         return await handler(request, body, None, stream, None)
 
     async def _send_events(self, request: web.Request, events: list[tuple[str, bytes]],
-                           mode: Any, headers: dict[str, str]) -> web.StreamResponse:
+                           mode: Any, headers: dict[str, str],
+                           error_event: bytes | None = None) -> web.StreamResponse:
         """Write SSE events. kinds: 'frame' (always sent), 'content' (counted), 'post'
         (terminal). CutStream/StreamError trigger at the (N+1)th content or first post."""
         h = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
@@ -735,7 +736,8 @@ class _FakeBase:
                     if isinstance(mode, CutStream):
                         self._abort(request)
                         return resp
-                    await self._write(request, resp, self._stream_error_event(mode))
+                    await self._write(request, resp,
+                                      error_event or self._stream_error_event(mode))
                     await resp.write_eof()
                     return resp
                 if kind == "content":
@@ -802,7 +804,7 @@ _OPENAI_ERROR_MESSAGES = {
 
 class FakeOpenAI(_FakeBase):
     """Fake OpenAI API: POST /v1/chat/completions, /v1/completions, /v1/embeddings,
-    GET /v1/models (+ /v1/models/{id}). Checks ``Authorization: Bearer <api_key>``
+    /v1/responses (stateless), GET /v1/models (+ /v1/models/{id}). Checks ``Authorization: Bearer <api_key>``
     (api_key=None disables the check)."""
 
     provider = "openai"
@@ -825,6 +827,7 @@ class FakeOpenAI(_FakeBase):
         router.add_post("/v1/chat/completions", self._chat)
         router.add_post("/v1/completions", self._completions)
         router.add_post("/v1/embeddings", self._embeddings)
+        router.add_post("/v1/responses", self._responses)
         router.add_get("/v1/models", self._models)
         router.add_get("/v1/models/{model}", self._model)
 
@@ -1084,6 +1087,86 @@ class FakeOpenAI(_FakeBase):
         return self._json(payload, headers=headers)
 
     # --------------------------------------------------------------- models
+    # --------------------------------------------------------------- responses
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/responses (store: false style: no state kept). Prompt tokens: words + 3
+        per input message (a string input is one message), plus instructions' words + 3."""
+        body, err = await self._preamble(request, ("model", "input"))
+        if err is not None:
+            return err
+        return await self._run_action(request, body, bool(body.get("stream")),
+                                      self._responses_reply)
+
+    async def _responses_reply(self, request, body, reply, stream, mode):
+        items = body["input"] if isinstance(body["input"], list) else [
+            {"role": "user", "content": body["input"]}]
+        prompt = sum(count_words(i.get("content")) + 3 for i in items
+                     if isinstance(i, dict) and "content" in i)
+        if body.get("instructions"):
+            prompt += count_words(body["instructions"]) + 3
+        plan = self._plan(reply, body, stops=None, max_tokens=body.get("max_output_tokens"),
+                          prompt_tokens=prompt, tool_prefix="call_fake")
+        rid, mid = f"resp_fake{self._counter:06d}", f"msg_fake{self._counter:06d}"
+        usage = {"input_tokens": plan.prompt_tokens,
+                 "input_tokens_details": {"cached_tokens": plan.cache_read},
+                 "output_tokens": plan.completion_tokens,
+                 "output_tokens_details": {"reasoning_tokens": 0},
+                 "total_tokens": plan.prompt_tokens + plan.completion_tokens}
+        part = {"type": "output_text", "text": plan.text, "annotations": [], "logprobs": []}
+        message = {"id": mid, "type": "message", "status": "completed", "role": "assistant",
+                   "content": [part]}
+        calls = [{"id": f"fc_fake{i}", "type": "function_call", "status": "completed",
+                  "call_id": t.id, "name": t.name, "arguments": t.arguments}
+                 for i, t in enumerate(plan.tool_calls)]
+        output = ([message] if plan.chunks or not calls else []) + calls
+        status = "incomplete" if plan.finish == "length" else "completed"
+
+        def response(state: str, out: list, use: dict | None) -> dict:
+            return {"id": rid, "object": "response", "created_at": int(time.time()),
+                    "status": state, "model": plan.model, "output": out, "usage": use,
+                    "error": None, "store": False, "tools": body.get("tools") or [],
+                    "incomplete_details": {"reason": "max_output_tokens"}
+                    if state == "incomplete" else None}
+
+        if not stream:
+            return self._json(response(status, output, usage), headers=plan.headers)
+        seq = iter(range(1_000_000))
+
+        def ev(obj: dict) -> bytes:
+            obj = {"type": obj.pop("type"), "sequence_number": next(seq), **obj}
+            return f"event: {obj['type']}\ndata: {_dumps(obj)}\n\n".encode()
+
+        events = [("frame", ev({"type": "response.created",
+                                "response": response("in_progress", [], None)}))]
+        if message in output:
+            events.append(("frame", ev({"type": "response.output_item.added", "output_index": 0,
+                                        "item": {**message, "content": [],
+                                                 "status": "in_progress"}})))
+            for c in plan.chunks:
+                events.append(("content", ev({"type": "response.output_text.delta",
+                                              "item_id": mid, "output_index": 0,
+                                              "content_index": 0, "delta": c, "logprobs": []})))
+            events.append(("frame", ev({"type": "response.output_item.done", "output_index": 0,
+                                        "item": message})))
+        for t, call in zip(plan.tool_calls, calls, strict=True):
+            index = output.index(call)
+            events.append(("frame", ev({"type": "response.output_item.added",
+                                        "output_index": index,
+                                        "item": {**call, "arguments": ""}})))
+            for f in t.fragments:
+                events.append(("content", ev({"type": "response.function_call_arguments.delta",
+                                              "item_id": call["id"], "output_index": index,
+                                              "delta": f})))
+            events.append(("frame", ev({"type": "response.output_item.done",
+                                        "output_index": index, "item": call})))
+        kind = "response.completed" if status == "completed" else "response.incomplete"
+        events.append(("post", ev({"type": kind, "response": response(status, output, usage)})))
+        error = None
+        if isinstance(mode, StreamError):
+            error = ev({"type": "error", "code": mode.type or "server_error",
+                        "message": mode.message, "param": None})
+        return await self._send_events(request, events, mode, plan.headers, error)
+
     def _model_obj(self, m: str) -> dict:
         return {"id": m, "object": "model", "created": 1686935002,
                 "owned_by": "openai" if not m.startswith("ft:") else "user"}
