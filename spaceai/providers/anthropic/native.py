@@ -16,8 +16,9 @@ import orjson
 
 from spaceai.catalog import ModelConfig
 from spaceai.providers.anthropic.errors import error_from_body, error_from_event
-from spaceai.providers.anthropic.provider import STREAM_CUT, AnthropicProvider, _timeout_error
+from spaceai.providers.anthropic.provider import STREAM_CUT, AnthropicProvider, moves
 from spaceai.providers.anthropic.response import usage_from_anthropic
+from spaceai.providers.deadline import StreamClock, attempt_deadlines
 from spaceai.providers.sse import SSEParser
 from spaceai.types import UpstreamError, Usage
 
@@ -37,9 +38,9 @@ def _upstream_body(body: dict[str, Any], model: ModelConfig, stream: bool) -> di
 async def send_message(provider: AnthropicProvider, body: dict[str, Any],
                        model: ModelConfig) -> dict[str, Any]:
     """One non-streaming Messages call; the upstream's message as it came."""
-    deadline = asyncio.get_running_loop().time() + model.timeout_s
-    resp = await provider._post(model, _upstream_body(body, model, False), deadline)
-    raw = await provider.read_body(resp, deadline)
+    head_by, done_by = attempt_deadlines(model)
+    resp = await provider._post(model, _upstream_body(body, model, False), head_by, done_by)
+    raw = await provider.read_body(resp, model, done_by)
     try:
         msg = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -58,22 +59,18 @@ async def stream_events(provider: AnthropicProvider, body: dict[str, Any],
     An ``error`` event or a cut stream raises :class:`UpstreamError` carrying the usage so
     far; closing the iterator closes the upstream response.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + model.timeout_s
-    first_event = deadline
-    if model.first_byte_timeout_s:
-        first_event = min(deadline, loop.time() + model.first_byte_timeout_s)
-    resp = await provider._post(model, _upstream_body(body, model, True), deadline)
+    clock = StreamClock(model)
+    resp = await provider._post(model, _upstream_body(body, model, True), clock.at, clock.at)
     parser = SSEParser()
     usage = Usage()
     started = done = False
     try:
         while not done:
             try:
-                async with asyncio.timeout_at(deadline if started else first_event):
+                async with asyncio.timeout_at(clock.at):
                     data = await resp.content.readany()
             except TimeoutError as exc:
-                raise _timeout_error(usage) from exc
+                raise clock.expired(usage) from exc
             except (aiohttp.ClientError, OSError) as exc:
                 raise UpstreamError(502, STREAM_CUT, retryable=not started, usage=usage) from exc
             for name, payload in parser.feed(data) if data else parser.flush():
@@ -85,6 +82,8 @@ async def stream_events(provider: AnthropicProvider, body: dict[str, Any],
                 if not isinstance(obj, dict):
                     continue
                 kind = obj.get("type") or name or ""
+                if moves(kind, ()):
+                    clock.progress()
                 if kind == "error":
                     raise error_from_event(obj, usage=usage)
                 if kind == "message_start":
