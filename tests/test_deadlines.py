@@ -21,6 +21,7 @@ from fakes.scripted import (
     ScriptedUpstream,
     anthropic_events,
     anthropic_message,
+    chunked,
     openai_completion,
     openai_events,
     stream,
@@ -35,9 +36,13 @@ MSG = [{"role": "user", "content": "Hello there"}]
 def gw(tmp_path_factory):
     up = ScriptedUpstream().start_in_thread()
     an = ScriptedUpstream().start_in_thread()
-    limits = {"timeout_s": 2, "first_byte_timeout_s": 1, "stream_idle_timeout_s": 1,
-              "max_retries": 0}
-    models = [openai_model(up, "gpt", **limits), anthropic_model(an, "claude", **limits)]
+    total = {"timeout_s": 2, "max_retries": 0}
+    # streams: a long timeout_s, which must not be what ends them
+    streams = {"timeout_s": 30, "first_byte_timeout_s": 1, "stream_idle_timeout_s": 1,
+               "max_retries": 0}
+    models = [openai_model(up, "gpt", **total), anthropic_model(an, "claude", **total),
+              openai_model(up, "gpt-stream", **streams),
+              anthropic_model(an, "claude-stream", **streams)]
     with GatewayServer(tmp_path_factory.mktemp("deadlines"), models=models) as server:
         server.up, server.an = up, an
         yield server
@@ -73,10 +78,10 @@ def test_trickling_answer_ends_at_the_attempts_deadline(gw, client, model, upstr
 
 
 @pytest.mark.parametrize("model,upstream,events,keepalive", [
-    ("gpt", "up", openai_events("Hello", " world"), SSE_COMMENT),
-    ("gpt", "up", openai_events("Hello", " world"), None),
-    ("claude", "an", anthropic_events("Hello", " world"), ANTHROPIC_PING),
-    ("claude", "an", anthropic_events("Hello", " world"), None),
+    ("gpt-stream", "up", openai_events("Hello", " world"), SSE_COMMENT),
+    ("gpt-stream", "up", openai_events("Hello", " world"), None),
+    ("claude-stream", "an", anthropic_events("Hello", " world"), ANTHROPIC_PING),
+    ("claude-stream", "an", anthropic_events("Hello", " world"), None),
 ])
 def test_silent_stream_is_ended_within_the_silence_deadline(gw, client, model, upstream,
                                                            events, keepalive):
@@ -98,8 +103,8 @@ def test_silent_stream_is_ended_within_the_silence_deadline(gw, client, model, u
     assert r["completion_tokens"] == 2
 
 
-@pytest.mark.parametrize("model,upstream,keepalive", [("gpt", "up", SSE_COMMENT),
-                                                      ("claude", "an", ANTHROPIC_PING)])
+@pytest.mark.parametrize("model,upstream,keepalive", [("gpt-stream", "up", SSE_COMMENT),
+                                                      ("claude-stream", "an", ANTHROPIC_PING)])
 def test_stream_of_keepalives_only_misses_time_to_first_token(gw, client, model, upstream,
                                                               keepalive):
     getattr(gw, upstream).script(stream([], then=keepalive, every=0.2))
@@ -118,7 +123,8 @@ def test_native_messages_stream_ends_with_an_error_event_when_silent(gw):
     got = []
     t = time.monotonic()
     with pytest.raises(anthropic.APIError) as e:
-        with client.messages.stream(model="claude", max_tokens=50, messages=MSG) as s:
+        with client.messages.stream(model="claude-stream", max_tokens=50,
+                                    messages=MSG) as s:
             for text in s.text_stream:
                 got.append(text)
     assert "".join(got) == "Hello world" and "timed out" in str(e.value)
@@ -129,10 +135,9 @@ def test_stream_that_keeps_producing_is_not_cut_by_the_silence_deadline(gw, clie
     events = openai_events("a")
     tail = openai_events(*[" b"] * 8)[1:]  # a content chunk every 0.4 s: 3.2 s in all
     done = b"data: [DONE]\n\n"
-    from fakes.scripted import chunked
     steps = stream(events) + [(0.4, chunked(e)) for e in tail] + [(0, chunked(done)),
                                                                    (0, b"0\r\n\r\n")]
     gw.up.script(steps)
     text = "".join(ch.choices[0].delta.content or "" for ch in client.chat.completions.create(
-        model="gpt", messages=MSG, stream=True) if ch.choices)
+        model="gpt-stream", messages=MSG, stream=True) if ch.choices)
     assert text == "a" + " b" * 8

@@ -9,7 +9,8 @@ runs out of file descriptors. :class:`GatewayHttpProtocol` adds:
   byte of a keep-alive connection's next request, to the end of the headers;
 * a body deadline (``body_timeout_s``): from the end of the headers to the end of the body;
 * a cap on open connections (``max_connections``): past it, a request is answered 503 with an
-  OpenAI-shaped JSON error and the connection is closed.
+  OpenAI-shaped JSON error and the connection is closed, and a connection that sends nothing
+  is closed after at most a second.
 
 A request that misses a deadline is answered 408 (if it had started) and its connection
 closed. One timer handle per connection carries both deadlines and is re-armed lazily: a
@@ -115,7 +116,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.headers = None  # type: ignore[assignment]  # no request started yet
-        self._expect(_HEADERS, self.limits.header_timeout_s)
+        wait = self.limits.header_timeout_s
+        if len(self.connections) > self.limits.max_connections:  # over the cap: no lingering
+            wait = min(wait, 1.0)
+        self._expect(_HEADERS, wait)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._phase = _IDLE
