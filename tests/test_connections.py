@@ -189,3 +189,26 @@ async def test_aiohttp_pool_keeps_at_most_max_idle():
             assert connector.idle_count() == 0 and up.open == 0
         finally:
             await up.stop()
+
+
+def test_connection_settings_come_from_the_environment_then_the_yaml(tmp_path, monkeypatch):
+    from spaceai.api.connections import server_options
+    from spaceai.config import Settings
+
+    path = tmp_path / "config.yaml"
+    path.write_text("settings: {keep_alive_s: 3, header_timeout_s: 4, max_connections: 100,\n"
+                    "           upstream_max_idle: 16, upstream_idle_s: 45}\n"
+                    "models: [{id: m, provider: local}]\n")
+    monkeypatch.setenv("SPACEAI_HEADER_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("SPACEAI_BODY_TIMEOUT_S", "20")
+    s = Settings.load(str(path))
+    assert (s.keep_alive_s, s.header_timeout_s, s.body_timeout_s, s.max_connections) == (
+        3, 2.5, 20, 100)
+    assert (s.upstream_max_idle, s.upstream_idle_s) == (16, 45)
+    options = server_options(s)
+    assert options["timeout_keep_alive"] == 3 and options["limit_concurrency"] is None
+    limits = options["http"].keywords["limits"]
+    assert (limits.header_timeout_s, limits.body_timeout_s, limits.max_connections) == (
+        2.5, 20, 100)
+    monkeypatch.delenv("SPACEAI_HEADER_TIMEOUT_S")
+    assert 16 <= Settings().connection_cap() <= 10000  # default: from the open-file limit

@@ -141,3 +141,16 @@ def test_stream_that_keeps_producing_is_not_cut_by_the_silence_deadline(gw, clie
     text = "".join(ch.choices[0].delta.content or "" for ch in client.chat.completions.create(
         model="gpt-stream", messages=MSG, stream=True) if ch.choices)
     assert text == "a" + " b" * 8
+
+
+def test_stream_idle_timeout_is_a_catalog_setting_with_a_default():
+    from spaceai.catalog import Catalog
+    from spaceai.router import _deployments
+
+    catalog = Catalog.from_dicts([
+        {"id": "a", "provider": "openai", "api_key": "k"},
+        {"id": "b", "provider": "openai", "api_key": "k", "stream_idle_timeout_s": 15,
+         "deployments": [{"base_url": "http://x/v1", "stream_idle_timeout_s": 5}]}])
+    assert catalog.get("a").stream_idle_timeout_s == 60
+    assert catalog.get("b").stream_idle_timeout_s == 15
+    assert _deployments(catalog.get("b"))[0].config.stream_idle_timeout_s == 5
