@@ -120,15 +120,18 @@ def test_native_messages_stream_ends_with_an_error_event_when_silent(gw):
     gw.an.script(stream(anthropic_events("Hello", " world"), then=ANTHROPIC_PING, every=0.2))
     client = anthropic.Anthropic(base_url=gw.base_url, api_key=gw.create_key(), max_retries=0,
                                  timeout=30)
-    got = []
+    got, rid = [], None
     t = time.monotonic()
     with pytest.raises(anthropic.APIError) as e:
         with client.messages.stream(model="claude-stream", max_tokens=50,
                                     messages=MSG) as s:
+            rid = s.response.headers["x-request-id"]
             for text in s.text_stream:
                 got.append(text)
     assert "".join(got) == "Hello world" and "timed out" in str(e.value)
     assert time.monotonic() - t < 2.5
+    r = row(gw, rid)
+    assert r["status"] == "timeout" and r["completion_tokens"] >= 1
 
 
 def test_stream_that_keeps_producing_is_not_cut_by_the_silence_deadline(gw, client):
