@@ -22,6 +22,8 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024
     ledger_flush_interval_s: float = 0.2
     ledger_batch_size: int = 500
+    ledger_dir: str | None = None  # the spool's folder (default: beside a SQLite file, or ./)
+    ledger_fsync_s: float = 1.0  # what a machine crash can lose; a killed process loses nothing
     key_cache_ttl_s: float = 1.0
     local_parallel: int = 4
     local_threads: int = 2
@@ -77,6 +79,8 @@ class Settings:
             ledger_flush_interval_s=float(
                 pick("SPACEAI_LEDGER_FLUSH_S", "ledger_flush_interval_s", 0.2)
             ),
+            ledger_dir=pick("SPACEAI_LEDGER_DIR", "ledger_dir", None),
+            ledger_fsync_s=float(pick("SPACEAI_LEDGER_FSYNC_S", "ledger_fsync_s", 1.0)),
             key_cache_ttl_s=float(pick("SPACEAI_KEY_CACHE_TTL_S", "key_cache_ttl_s", 1.0)),
             local_parallel=int(pick("SPACEAI_LOCAL_PARALLEL", "local_parallel", 4)),
             local_threads=int(pick("SPACEAI_LOCAL_THREADS", "local_threads", 2)),

@@ -44,7 +44,8 @@ class Gateway:
         self.keys = KeyStore(self.engine)
         self.key_cache = KeyCache(self.keys)
         self.ledger = Ledger(self.engine, settings.ledger_flush_interval_s,
-                             settings.ledger_batch_size)
+                             settings.ledger_batch_size, settings.ledger_dir,
+                             settings.ledger_fsync_s)
         self.http = HttpClient(max_idle=settings.upstream_max_idle,
                                idle_s=settings.upstream_idle_s,
                                max_per_host=settings.upstream_max_per_host)
@@ -56,9 +57,13 @@ class Gateway:
     async def start(self) -> None:
         await asyncio.to_thread(migrate, self.settings.database_url)
         await self.http.start()
+        await self.control.start()
+        # rows that dead processes left in their spools reach the database (and the budget
+        # counters) before this process admits anything, so every spend it reads is whole
+        recovered = await asyncio.to_thread(self.ledger.recover)
+        await self.control.recover(recovered)
         self.ledger.start()
         await self.key_cache.start()
-        await self.control.start()
         used = {m.provider for m in self.catalog}
         for name in used:
             if name == "local" and not self.settings.local_model_preload:

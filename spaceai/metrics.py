@@ -40,6 +40,18 @@ BUDGET_REFUSALS = Counter("spaceai_budget_refusals",
 RATE_LIMIT_REFUSALS = Counter("spaceai_rate_limit_refusals",
                               "Requests refused by a key's rate limit, by kind (requests, tokens).",
                               ["kind"])
+LEDGER_LAG = Gauge("spaceai_ledger_lag_bytes",
+                   "Spooled usage rows not yet committed to the database, in bytes.",
+                   multiprocess_mode="livesum")
+LEDGER_SPOOL = Gauge("spaceai_ledger_spool_bytes",
+                     "Size of this process's ledger spool segments still on disk, in bytes.",
+                     multiprocess_mode="livesum")
+LEDGER_DEAD_LETTERS = Counter("spaceai_ledger_dead_letters",
+                              "Usage rows the database refused even after repair (kept aside).")
+LEDGER_WRITER_RESTARTS = Counter("spaceai_ledger_writer_restarts",
+                                 "Times the ledger writer process died and was started again.")
+LEDGER_REPLAYED = Counter("spaceai_ledger_replayed_rows",
+                          "Rows written at start-up from spools that dead processes left.")
 
 
 class _ModelMetrics:

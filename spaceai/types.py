@@ -11,15 +11,48 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+_MAX_COUNT = 2**40
+
+
+def token_count(value: Any) -> int | None:
+    """A token count as an upstream reported it: a non-negative integer, or None if it is not.
+
+    An integral float (``12.0``) is taken; anything else (negative, fractional, text, a
+    number past any real count) is not a count, and the request is billed at its reservation.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value < _MAX_COUNT else None
+    if isinstance(value, float) and value.is_integer() and 0 <= value < _MAX_COUNT:
+        return int(value)
+    return None
+
 
 @dataclass(slots=True)
 class Usage:
-    """Token counts of one request, as the model or upstream reported them."""
+    """Token counts of one request, as the model or upstream reported them.
+
+    ``problem`` says why the upstream's report could not be used (it is then billed at the
+    request's reservation, never at zero).
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens served from a prompt cache (subset of prompt_tokens)
     cache_creation_tokens: int = 0  # prompt tokens written to a prompt cache (Anthropic)
+    problem: str | None = None
+
+    def count(self, data: dict[str, Any], name: str, default: int = 0) -> int:
+        """``data[name]`` as a token count; a bad one is noted in ``problem`` and counts 0."""
+        raw = data.get(name)
+        if raw is None:
+            return default
+        value = token_count(raw)
+        if value is None:
+            self.problem = f"upstream reported {name}={str(raw)[:40]!r}, not a token count"
+            return 0
+        return value
 
     @property
     def total_tokens(self) -> int:
@@ -41,15 +74,20 @@ class Usage:
 
     @classmethod
     def from_openai(cls, data: dict[str, Any] | None) -> Usage:
+        u = cls()
         if not data:
-            return cls()
+            return u
+        if not isinstance(data, dict):
+            u.problem = "upstream usage is not an object"
+            return u
         details = data.get("prompt_tokens_details") or {}
-        return cls(
-            prompt_tokens=int(data.get("prompt_tokens") or 0),
-            completion_tokens=int(data.get("completion_tokens") or 0),
-            cached_tokens=int(details.get("cached_tokens") or 0),
-            cache_creation_tokens=int(details.get("cache_creation_tokens") or 0),
-        )
+        if not isinstance(details, dict):
+            details = {}
+        u.prompt_tokens = u.count(data, "prompt_tokens")
+        u.completion_tokens = u.count(data, "completion_tokens")
+        u.cached_tokens = u.count(details, "cached_tokens")
+        u.cache_creation_tokens = u.count(details, "cache_creation_tokens")
+        return u
 
 
 @dataclass(slots=True)

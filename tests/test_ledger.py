@@ -232,7 +232,7 @@ def test_rows_survive_the_writer_process_being_killed(tmp_path):
     for i in range(50):
         ledger.record(rec(i))
     assert ledger.flush(10)
-    os.kill(ledger._process.pid, signal.SIGKILL)
+    os.kill(ledger._proc.pid, signal.SIGKILL)
     for i in range(50, 120):
         ledger.record(rec(i))
     assert ledger.flush(20)

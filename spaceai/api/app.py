@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from spaceai.api import admin, completions, embeddings, health, messages, models
+from spaceai.api import admin, completions, embeddings, health, messages, metered, models
 from spaceai.api.http import ClientGone, Request, error_response, json_response
 from spaceai.api.metrics import metrics_endpoint
 from spaceai.api.openapi import openapi_response
@@ -107,14 +107,16 @@ class App:
             request.path_params = params
             response = await handler(self.gw, request)
         except GatewayError as exc:
+            await metered.settle_unfinished(exc)
             if request.path.startswith("/v1/messages"):  # Anthropic's surface, Anthropic's shape
                 response = messages.anthropic_error_response(exc)
             else:
                 response = error_response(exc)
         except ClientGone:
             return
-        except Exception:  # noqa: BLE001 - never leak a traceback to a client
+        except Exception as exc:  # noqa: BLE001 - never leak a traceback to a client
             log.exception("unhandled error on %s %s", request.method, request.path)
+            await metered.settle_unfinished(exc)
             response = json_response(500, GatewayError(
                 500, f"The server had an error processing your request (request id "
                 f"{request.request_id}).", type="server_error").to_dict())

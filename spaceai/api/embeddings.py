@@ -105,7 +105,7 @@ async def embeddings(gw: Gateway, request: Request) -> Response:
         return await provider.embeddings(req, model)
 
     def usage_of(data: dict[str, Any]) -> Usage:
-        return Usage(prompt_tokens=int((data.get("usage") or {}).get("prompt_tokens") or 0))
+        return Usage.from_openai(data.get("usage"))
 
     served, data, nanos = await metered.run(call, attempt, usage_of)
     tokens = usage_of(data).prompt_tokens

@@ -30,7 +30,9 @@ async def ready(gw: Gateway, request: Request) -> Response:
     extra = getattr(gw.control, "health", None)
     if extra is not None:
         checks.update(await extra())
+    ledger = gw.ledger.health()
+    checks["ledger"] = ledger["writer"]
     ok = gw.ready and all(v == "ok" for v in checks.values())
     checks["gateway"] = "ok" if gw.ready else "starting"
     return json_response(200 if ok else 503, {"status": "ok" if ok else "unavailable",
-                                              "checks": checks})
+                                              "checks": checks, "ledger": ledger})

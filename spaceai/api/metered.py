@@ -10,6 +10,7 @@ ends), and :func:`metered_chunks` (an opened stream, metered to the last token).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,18 +49,40 @@ class Call:
                                 "client disconnected before the stream started")
 
 
+# the request this task admitted, so an error anywhere after admission still settles it
+_admitted: ContextVar[Call | None] = ContextVar("spaceai_admitted", default=None)
+
+
 async def admit(gw: Gateway, request_id: str, key: KeyRecord, req: ChatRequest,
                 capability: str, endpoint: str, started: float) -> Call:
     """Authorize the model for ``key``, pass limits and budget, and start the meter."""
     model = authorize_model(key, req.model, gw.catalog, capability)
     try:
-        admission = await gw.control.admit(key, model, req)
+        admission = await gw.control.admit(key, model, req, gw.router.candidates(model))
     except GatewayError as exc:  # refused by budget or rate limit: still one ledger row
         record_refusal(gw.ledger, request_id, key, model, req, endpoint, started, exc)
         raise
     meter = Meter(gw.ledger, gw.control, request_id, key, model, req, admission, endpoint,
                   started)
-    return Call(gw, key, model, req, meter, list(admission.headers))
+    call = Call(gw, key, model, req, meter, list(admission.headers))
+    _admitted.set(call)
+    return call
+
+
+async def settle_unfinished(exc: BaseException) -> None:
+    """Settle this request's meter if an error left it open (called by the app on errors).
+
+    Whatever raised after admission (a bug, a malformed upstream answer), the reservation is
+    released and the request gets its one row, as an error, with what is known of its usage.
+    """
+    call = _admitted.get()
+    if call is None or call.meter.done:
+        return
+    if isinstance(exc, GatewayError):
+        await failed(call, exc)
+    else:
+        await call.meter.finish(call.model, Usage(), "error", 500,
+                                f"internal error: {type(exc).__name__}")
 
 
 async def failed(call: Call, exc: GatewayError) -> None:
@@ -149,6 +172,9 @@ async def metered_chunks(meter: Meter, served: ModelConfig, first: dict[str, Any
         status, http_status, error = status_of(exc), exc.status, exc.message
         usage = exc.usage  # what upstream reported before failing, if anything
         usage.completion_tokens = max(usage.completion_tokens, produced)
+        raise
+    except Exception as exc:  # a bug or a malformed chunk: still settled, as an error
+        status, http_status, error = "error", 500, f"internal error: {type(exc).__name__}"
         raise
     finally:
         await rest.aclose()

@@ -11,6 +11,7 @@ admission). :func:`build_control` picks one from the settings.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +46,9 @@ class Control:
     async def close(self) -> None:
         pass
 
-    async def admit(self, key: KeyRecord, model: ModelConfig, req: ChatRequest) -> Admission:
+    async def admit(self, key: KeyRecord, model: ModelConfig, req: ChatRequest,
+                    chain: Sequence[ModelConfig] = ()) -> Admission:
+        """Admit the request or raise a 429; ``chain`` is every model it may be served by."""
         return Admission(key=key)
 
     async def settle(self, admission: Admission, total_tokens: int, cost_nanos: int) -> None:
@@ -53,6 +56,12 @@ class Control:
 
     async def spend_nanos(self, key: KeyRecord) -> int:
         return key.spend_nanos
+
+    async def recover(self, rows: list[list]) -> None:
+        """Settle the reservations of rows a dead process spooled but may not have settled.
+
+        In-process limits start from the database, which has those rows already.
+        """
 
 
 def build_control(settings: Settings, engine: sa.Engine, ledger: Ledger) -> Control:

@@ -11,6 +11,7 @@ import asyncio
 import os
 import time
 from collections import deque
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 
@@ -97,13 +98,14 @@ class LocalControl(Control):
             state.period, state.spend = period, spend
         return state
 
-    async def admit(self, key: KeyRecord, model: ModelConfig, req: ChatRequest) -> Admission:
+    async def admit(self, key: KeyRecord, model: ModelConfig, req: ChatRequest,
+                    chain: Sequence[ModelConfig] = ()) -> Admission:
         period = current_period(key)
         state = self._states.get(key.id)
         if state is None or state.period != period:
             state = await self._state(key, period)
         # from here to the return: no await, so the check and the reservation are atomic
-        need_nanos, need_tokens = reservation(model, req)
+        need_nanos, need_tokens = reservation(model, req, chain)
         budget = key.budget_nanos
         if budget is not None and state.spend + state.reserved + need_nanos > budget:
             raise insufficient_quota(key, state.spend, state.reserved, need_nanos)

@@ -6,13 +6,14 @@ Shared by the in-process and the Redis controls so both reserve, refuse and repo
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
 from spaceai.catalog import ModelConfig
 from spaceai.keys import KeyRecord
-from spaceai.metering.tokens import estimate_prompt_tokens
+from spaceai.metering.tokens import estimate_prompt_tokens, max_prompt_tokens
 from spaceai.storage.tables import NANOS_PER_USD, api_keys, usage
 from spaceai.types import ChatRequest, GatewayError
 
@@ -31,17 +32,23 @@ def max_output_tokens(model: ModelConfig, req: ChatRequest, prompt_tokens: int) 
     return DEFAULT_MAX_OUTPUT_TOKENS
 
 
-def reservation(model: ModelConfig, req: ChatRequest) -> tuple[int, int]:
-    """(nano-dollars, tokens) the request could cost at most: prompt estimate + max output.
+def reservation(model: ModelConfig, req: ChatRequest,
+                chain: Sequence[ModelConfig] = ()) -> tuple[int, int]:
+    """(nano-dollars, tokens) to reserve: the most the request can cost, and its token estimate.
 
-    Priced with the most expensive of the model and its fallbacks' prices is not needed: a
-    fallback is settled at its own price, so operators should keep fallbacks no dearer.
+    The cost is an upper bound: the prompt's largest possible count (see
+    :func:`max_prompt_tokens`) and the most output it may produce, priced at the dearest model
+    it can reach (``chain``: the model and its fallbacks), so no fallback can overspend.
+    The tokens (for tpm limits, corrected at settle) use the ordinary estimate.
     """
-    prompt = estimate_prompt_tokens(req)
-    output = max_output_tokens(model, req, prompt)
-    nanos = math.ceil(prompt * model.input_price * NANOS_PER_USD) + math.ceil(
-        output * model.output_price * NANOS_PER_USD)
-    return nanos, prompt + output
+    models = chain or (model,)
+    estimate = estimate_prompt_tokens(req)
+    bound = max(estimate, max_prompt_tokens(req))
+    nanos = max(
+        math.ceil(bound * m.input_price * NANOS_PER_USD)
+        + math.ceil(max_output_tokens(m, req, estimate) * m.output_price * NANOS_PER_USD)
+        for m in models)
+    return nanos, estimate + max_output_tokens(model, req, estimate)
 
 
 def reservation_ttl_ms(model: ModelConfig) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 import sqlalchemy as sa
@@ -38,12 +39,14 @@ from spaceai.limits.policy import (
     reservation_ttl_ms,
     spend_in_db,
 )
-from spaceai.metering.ledger import Ledger
+from spaceai.metering.ledger import Ledger, UsageRecord
 from spaceai.types import ChatRequest, GatewayError
 
 log = logging.getLogger("spaceai.limits")
 
 _MONTHLY_TTL_S = 40 * 86400
+_FIELDS = tuple(UsageRecord.__dataclass_fields__)
+_KEY_AT, _COST_AT = _FIELDS.index("key_id"), _FIELDS.index("cost_nanos")
 _MAX_CONNECTIONS = 64
 
 # KEYS: 1 spend, 2 reserved total, 3 reservations (id -> nanos), 4 reservation deadlines,
@@ -145,6 +148,22 @@ end
 return 0
 """
 
+# a row recovered from a dead process's spool: settled only if its reservation is still open
+# (the dead process did not settle it), so it is counted exactly once.  KEYS: as ADMIT.
+# ARGV: 1 id, 2 cost nanos
+RECOVER = """
+local n = redis.call('HGET', KEYS[3], ARGV[1])
+if not n then return 0 end
+redis.call('DECRBY', KEYS[2], n)
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+local cost = tonumber(ARGV[2])
+if cost > 0 and redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('INCRBY', KEYS[1], cost)
+end
+return 1
+"""
+
 
 def redis_keys(key_id: str, period: str) -> list[str]:
     """The Redis keys of one API key (one hash slot, so a cluster can run the scripts)."""
@@ -168,6 +187,7 @@ class RedisControl(Control):
         self.redis = aioredis.Redis(connection_pool=pool)
         self._admit = self.redis.register_script(ADMIT)
         self._settle = self.redis.register_script(SETTLE)
+        self._recover = self.redis.register_script(RECOVER)
         self._pending: list[tuple[list[str], list]] = []
         self._flusher: asyncio.Task | None = None
 
@@ -185,12 +205,13 @@ class RedisControl(Control):
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             return {"redis": f"error: {type(exc).__name__}"}
 
-    async def admit(self, key: KeyRecord, model: ModelConfig, req: ChatRequest) -> Admission:
+    async def admit(self, key: KeyRecord, model: ModelConfig, req: ChatRequest,
+                    chain: Sequence[ModelConfig] = ()) -> Admission:
         if not is_limited(key):
             return Admission(key=key)
         period = current_period(key)
         keys = redis_keys(key.id, period)
-        need_nanos, need_tokens = reservation(model, req)
+        need_nanos, need_tokens = reservation(model, req, chain)
         ident = os.urandom(8).hex()
         args = [ident, -1 if key.budget_nanos is None else key.budget_nanos, need_nanos,
                 -1 if key.rpm is None else key.rpm, -1 if key.tpm is None else key.tpm,
@@ -244,6 +265,20 @@ class RedisControl(Control):
             except Exception:  # noqa: BLE001 - never retried: a resend could count twice
                 log.exception("lost %d settles (Redis error); reservations expire by deadline",
                               len(batch))
+
+    async def recover(self, rows: list[list]) -> None:
+        width = len(_FIELDS)
+        settled = 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for row in rows:
+                if len(row) < width + 2 or not row[_KEY_AT] or not row[width]:
+                    continue
+                await self._recover(redis_keys(row[_KEY_AT], row[width + 1]),
+                                    [row[width], int(row[_COST_AT] or 0)], client=pipe)
+            if len(pipe):
+                settled = sum(int(r) for r in await pipe.execute())
+        if settled:
+            log.warning("settled %d budget reservations a dead process left open", settled)
 
     async def drain(self) -> None:
         """Wait until every settle queued so far reached Redis."""

@@ -1,32 +1,36 @@
-"""The usage ledger: one row per request, however it ended, written off the request path.
+"""The usage ledger: one row per request, however it ended, and never lost.
 
-Requests append a :class:`UsageRecord` to an in-memory queue (no I/O on the event loop). A
-thread hands the queue, in batches, to the writer process (``ledger_process``), which inserts
-them and adds each batch's cost to the keys' spend in the same transaction, with its own GIL.
-``close()`` drains the queue, so a graceful shutdown (SIGTERM) loses nothing.
+A request's row is appended to this process's spool file (one write, into the page cache)
+before its answer completes, so it survives the death of any process. A writer process
+(``ledger_process``) tails the spool and inserts the rows into the database, idempotently on
+the request id, adding their cost to the keys' spend in the same transaction. When the writer
+dies it is started again and carries on from its committed offset; when a gateway process dies,
+the next one to start writes what its spool held before it admits traffic (:meth:`recover`).
+``close()`` waits for the writer to commit everything, so a graceful shutdown leaves nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import concurrent.futures
 import logging
 import operator
 import os
+import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import sqlalchemy as sa
 
+from spaceai import metrics
+from spaceai.metering import ledger_process
 from spaceai.metering.ledger_process import target_of
+from spaceai.metering.spool import Spool, orphans, spool_dir
 
 log = logging.getLogger("spaceai.ledger")
-
 
 
 @dataclass(slots=True)
@@ -51,117 +55,164 @@ class UsageRecord:
 
 _FIELDS = tuple(UsageRecord.__dataclass_fields__)
 _row_of = operator.attrgetter(*_FIELDS)
-_AT, _KEY, _COST = (_FIELDS.index(f) for f in ("created_at", "key_id", "cost_nanos"))
+_AT = _FIELDS.index("created_at")
 
 
 class Ledger:
-    """Batched, durable-on-shutdown writer of usage rows."""
+    """Spooled, crash-proof writer of usage rows."""
 
-    def __init__(self, engine: sa.Engine, flush_interval_s: float = 0.2, batch_size: int = 500):
+    def __init__(self, engine: sa.Engine, flush_interval_s: float = 0.2, batch_size: int = 500,
+                 folder: str | None = None, fsync_s: float = 1.0,
+                 rotate_bytes: int = 64 * 1024 * 1024) -> None:
         self.engine = engine
         self.flush_interval_s = flush_interval_s
         self.batch_size = batch_size
-        # appended by the event loop; handed to the writer process every flush interval
-        self._buffer: collections.deque[bytes] = collections.deque()
-        self._sqlite = engine.dialect.name == "sqlite"
-        self._recorded = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None  # only without a running event loop
-        self._pump_done: concurrent.futures.Future | None = None
-        self._kick: asyncio.Event | None = None
+        self.fsync_s = fsync_s
+        self.kind, self._target = target_of(engine.url)
+        self._sqlite = self.kind == "sqlite"
+        if folder is None and self._sqlite and self._target != ":memory:":
+            folder = str(Path(self._target).resolve().parent / ".spaceai-ledger")
+        self.folder = spool_dir(folder, self._target)
+        self.spool = Spool(self.folder, rotate_bytes)
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()  # the writer's stdin, its restarts, the spool's locks
+        self._progress = threading.Condition()
+        self._committed: dict[str, int] = {}  # segment -> committed offset, as reported
+        self._sizes: dict[str, int] = {}  # sealed segment -> final size
+        self._done = 0  # bytes of segments the writer finished
+        self._dead_before = 0  # dead letters of writers that are gone
+        self._dead = 0
+        self._dead_counted = 0
         self._stopping = False
-        self._idle = threading.Condition()
-        self.written = 0
-        self.failures = 0
+        self._recovered = False
+        self.restarts = 0
+        self.replayed = 0
+
+    # ------------------------------------------------------------------ start and stop
+
+    def recover(self) -> list[list]:
+        """Write the spools that dead processes left; every row they held (blocking).
+
+        Called at start-up, before the gateway admits traffic, so the spend a process reads
+        from the database includes every row a crash left behind.
+        """
+        self._recovered = True
+        fields = tuple(UsageRecord.__dataclass_fields__)
+        rows: list[list] = []
+        for path, fd in orphans(self.folder):
+            try:
+                held, fresh = ledger_process.replay(self.kind, self._target, fields, path,
+                                                    self.batch_size)
+                rows += held
+                self.replayed += fresh
+                metrics.LEDGER_REPLAYED.inc(fresh)
+                log.warning("ledger: %d rows recovered from %s (%d were not yet written)",
+                            len(held), os.path.basename(path), fresh)
+            except FileNotFoundError:  # its own writer finished it meanwhile
+                continue
+            finally:
+                os.close(fd)
+        return rows
 
     def start(self) -> None:
-        """Start the writer process and the hand-over to it.
-
-        In the gateway the hand-over runs on the request loop itself, as one small task: a
-        thread of its own would take the GIL from requests every time it woke. Without a
-        running loop (scripts, tests) it gets a loop on a thread.
-        """
-        try:
-            self._loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(target=self._loop.run_forever,
-                                            name="spaceai-ledger", daemon=True)
-            self._thread.start()
+        """Recover what dead processes left (if not done yet), then start the writer."""
+        if not self._recovered:
+            self.recover()
         self._stopping = False
-        self._pump_done = asyncio.run_coroutine_threadsafe(self._pump(), self._loop)
+        self.spool.open_segment()
+        self._spawn()
 
-    async def _spawn(self) -> asyncio.subprocess.Process:
-        """Start (or restart) the writer process."""
-        kind, target = target_of(self.engine.url)
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "spaceai.metering.ledger_process", kind,
-            ",".join(_FIELDS), str(_KEY), str(_COST), str(self.batch_size),
+    def _spawn(self) -> None:
+        """Start (or restart) the writer process, tailing every segment still held."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "spaceai.metering.ledger_process", self.kind,
+             ",".join(_FIELDS), self.folder, str(self.batch_size), str(self.flush_interval_s),
+             str(self.fsync_s)],
             # the database URL may hold a password: the environment, unlike argv, is private
-            env={**os.environ, "SPACEAI_LEDGER_TARGET": target},
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            env={**os.environ, "SPACEAI_LEDGER_TARGET": self._target},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        self._proc = proc
+        for path in list(self.spool.held):
+            self._send_to(proc, {"tail": path})
+            if path in self._sizes:
+                self._send_to(proc, {"seal": path, "size": self._sizes[path]})
+        threading.Thread(target=self._watch, args=(proc,), name="spaceai-ledger-watch",
+                         daemon=True).start()
 
-    async def _pump(self) -> None:
-        self._kick = asyncio.Event()
-        self._process = await self._spawn()
-        while True:
+    def _send_to(self, proc: subprocess.Popen, command: dict) -> None:
+        try:
+            proc.stdin.write(orjson.dumps(command) + b"\n")
+        except (OSError, ValueError):
+            pass  # the writer is gone: its watcher starts another, which is told again
+
+    def _send(self, command: dict) -> None:
+        with self._lock:
+            if self._proc is not None:
+                self._send_to(self._proc, command)
+
+    def _watch(self, proc: subprocess.Popen) -> None:
+        """Read the writer's progress; start another writer if it dies."""
+        for line in proc.stdout:
             try:
-                await asyncio.wait_for(self._kick.wait(), self.flush_interval_s)
-            except TimeoutError:
-                pass
-            self._kick.clear()
-            stopping = self._stopping
-            buffer = self._buffer
-            while buffer:
-                n = min(len(buffer), self.batch_size)
-                await self._hand_over(n, b"\n".join([buffer.popleft() for _ in range(n)]))
-            if stopping:
-                try:
-                    await self._exchange(b"")  # the end
-                    await asyncio.wait_for(self._process.wait(), 30)
-                except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError):
-                    self._process.kill()
+                report = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            with self._progress:
+                self._committed.update(report["at"])
+                for path in report["done"]:
+                    self._done += self._sizes.pop(path, self._committed.get(path, 0))
+                    self._committed.pop(path, None)
+                self._dead = self._dead_before + report["dead"]
+                self._progress.notify_all()
+            for path in report["done"]:
+                with self._lock:
+                    self.spool.release(path)
+            if self._dead > self._dead_counted:
+                metrics.LEDGER_DEAD_LETTERS.inc(self._dead - self._dead_counted)
+                self._dead_counted = self._dead
+            self._update_gauges()
+        proc.wait()
+        with self._lock:
+            if self._stopping or self._proc is not proc:
                 return
+            self.restarts += 1
+            self._dead_before = self._dead
+            metrics.LEDGER_WRITER_RESTARTS.inc()
+            log.error("ledger writer process died (exit %s): starting another; no row is lost,"
+                      " they wait in the spool", proc.returncode)
+            time.sleep(min(1.0, 0.05 * self.restarts))
+            self._spawn()
 
-    async def _exchange(self, payload: bytes) -> int:
-        """Send one frame to the writer; its answer (rows written)."""
-        proc = self._process
-        proc.stdin.write(len(payload).to_bytes(4, "big") + payload)
-        await proc.stdin.drain()
-        return int.from_bytes(await proc.stdout.readexactly(4), "big")
+    def close(self) -> None:
+        """Write every row spooled so far, then stop the writer (blocking)."""
+        if self._proc is None:
+            return
+        with self._lock:
+            self._stopping = True
+            self._seal()
+            self._send_to(self._proc, {"stop": 1})
+        try:
+            self._proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            log.error("ledger writer did not finish in 120 s; the rest stays in the spool and "
+                      "is written at the next start")
+            self._proc.kill()
+        self._proc = None
+        with self._lock:
+            self.spool.close()
 
-    async def _hand_over(self, n: int, batch: bytes) -> None:
-        """Hand one batch (JSON rows, one a line) to the writer process; wait for its answer."""
-        for attempt in range(10):
-            try:
-                await self._exchange(batch)
-                break
-            except (OSError, EOFError, asyncio.IncompleteReadError):
-                # the writer died (killed?): start another and send the batch again
-                self.failures += 1
-                log.error("ledger writer process is gone (attempt %d): restarting it",
-                          attempt + 1)
-                try:
-                    self._process.kill()
-                except ProcessLookupError:
-                    pass
-                await self._process.wait()
-                self._process = await self._spawn()
-        else:
-            log.error("ledger dropped %d rows: no writer process", n)
-        with self._idle:
-            self.written += n
-            self._idle.notify_all()
+    def _seal(self) -> None:
+        path, size = self.spool.path, self.spool.size
+        self._sizes[path] = size
+        self._send_to(self._proc, {"seal": path, "size": size})
 
-    def _wake(self) -> None:
-        if self._loop is not None and self._kick is not None:
-            self._loop.call_soon_threadsafe(self._kick.set)
+    # ------------------------------------------------------------------ the request path
 
-    def record(self, rec: UsageRecord) -> None:
-        """Queue one row; never blocks.
+    def record(self, rec: UsageRecord, reservation: tuple[str, str] | None = None) -> None:
+        """Spool one row (one write to the page cache); it is safe once this returns.
 
-        The row is made ready for the writer here, a few microseconds spread over the
-        requests, so a hand-over is one join and one write, never a burst of Python work.
+        ``reservation`` (admission id, budget period) lets a process that recovers the row
+        after a crash settle its budget reservation exactly once.
         """
         row = _row_of(rec)
         if self._sqlite:
@@ -171,38 +222,55 @@ class Ledger:
                 at = at.astimezone(UTC)
             row = row[:_AT] + (at.replace(tzinfo=None).isoformat(" ", "microseconds"),) + row[
                 _AT + 1:]
-        self._recorded += 1
-        self._buffer.append(orjson.dumps(row))  # C-speed now; the hand-over needs no pickling
+        if reservation is not None:
+            row += reservation
+        self.spool.append(orjson.dumps(row) + b"\n")
+        if self.spool.size >= self.spool.rotate_bytes:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        with self._lock:
+            self._seal()
+            path = self.spool.open_segment()
+            self._send_to(self._proc, {"tail": path})
+
+    # ------------------------------------------------------------------ progress
+
+    def committed(self) -> int:
+        """Bytes of this process's spool committed to the database."""
+        with self._progress:
+            return self._done + sum(self._committed.values())
+
+    def lag(self) -> int:
+        """Bytes spooled and not yet in the database."""
+        return self.spool.appended - self.committed()
+
+    def _update_gauges(self) -> None:
+        lag = self.lag()
+        metrics.LEDGER_LAG.set(lag)
+        metrics.LEDGER_SPOOL.set(self.spool.appended - self._done)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Block until every row recorded so far is written (tests, the CLI, shutdown).
+        """Block until every row spooled so far is in the database (tests, the CLI, shutdown).
 
         Call it from a thread other than the event loop's (``asyncio.to_thread``).
         """
-        target = self._recorded
+        target = self.spool.appended
         deadline = time.monotonic() + timeout
-        with self._idle:
-            while self.written < target:
-                self._wake()
+        self._send({"flush": 1})
+        with self._progress:
+            while self._done + sum(self._committed.values()) < target:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._idle.wait(min(left, 0.05))
+                self._progress.wait(min(left, 0.05))
         return True
 
-    def close(self) -> None:
-        """Write everything still queued, then stop the writer (not from the loop's thread)."""
-        if self._pump_done is None:
-            return
-        self._stopping = True
-        self._wake()
-        try:
-            self._pump_done.result(timeout=120)
-        except Exception:  # noqa: BLE001 - closing: log and go on
-            log.exception("ledger hand-over ended with an error")
-        self._pump_done = None
-        if self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            self._loop.close()
-            self._thread = None
+    def health(self) -> dict:
+        """The ledger's state for /health/ready."""
+        proc = self._proc
+        return {"writer": "ok" if proc is not None and proc.poll() is None else "down",
+                "lag_bytes": self.lag(), "spool_bytes": self.spool.appended - self._done,
+                "dead_letters": self._dead, "writer_restarts": self.restarts,
+                "recovered_rows": self.replayed}
+

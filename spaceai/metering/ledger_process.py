@@ -1,29 +1,51 @@
-"""The ledger's writer process: usage rows into the database, on its own interpreter.
+"""The ledger's writer process: spooled usage rows into the database, on its own interpreter.
 
-Writing a batch holds Python's GIL for a while (binding every row); in the gateway process that
-time is taken from requests. Here it is not: the gateway hands over whole batches through a
-pipe and this process inserts them with the driver (sqlite3 or psycopg), adds each batch's
-cost to the keys' spend in the same transaction, and answers with the number of rows written.
+The gateway appends every row to a spool file (see :mod:`spaceai.metering.spool`) before the
+request's answer completes. This process tails the spool from its committed offset and inserts
+the rows with the driver (sqlite3 or psycopg), adding their cost to the keys' spend in the same
+transaction, then records the new offset beside the spool (``<segment>.offset``). Because an
+insert is idempotent on the request id, replaying rows after any crash never bills twice.
 
-It runs as ``python -m spaceai.metering.ledger_process`` and imports nothing heavy (about
-16 MB). Batches arrive on stdin as frames (a 4-byte big-endian length, then JSON rows, one a
-line); each is answered on stdout with the 4-byte count of rows written. An empty frame or
-the end of stdin stops it. It ignores SIGINT and SIGTERM: the gateway decides when it stops,
-after the last batch of a graceful shutdown.
+A row the database refuses is repaired first (control characters escaped, numbers and text
+bounded to their columns); one it still refuses goes to the ``usage_dead_letters`` table (or,
+failing that, to ``dead-letters.jsonl`` beside the spool) and never takes other rows with it. A
+database that cannot be reached is retried for as long as it takes: the rows wait in the spool.
+
+It runs as ``python -m spaceai.metering.ledger_process`` and imports nothing heavy. Commands
+arrive on stdin as JSON lines (``{"tail": path}``, ``{"seal": path, "size": n}``,
+``{"flush": 1}``, ``{"stop": 1}``); progress leaves on stdout as JSON lines
+(``{"at": {path: offset}, "done": [paths], "dead": n}``). The end of stdin (the gateway is
+gone) makes it write what the spool holds and stop. It ignores SIGINT and SIGTERM: the gateway
+decides when it stops, after the last row of a graceful shutdown.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
+import select
 import signal
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 log = logging.getLogger("spaceai.ledger")
+
+# column bounds of the usage table (see storage/tables.py): a row is repaired to fit them
+_TEXT = {"request_id": 64, "key_id": 32, "model": 200, "provider": 32, "endpoint": 64,
+         "status": 32, "error": 500}
+_INT32 = {"prompt_tokens", "completion_tokens", "cached_tokens", "http_status"}
+_INT64 = {"cost_nanos"}
+_FLOAT = {"latency_ms", "ttft_ms"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_MAX32, _MAX64 = 2**31 - 1, 2**63 - 1
+_SQL_VARS = 500  # request ids looked up per query
+DEAD_LETTER_FILE = "dead-letters.jsonl"
 
 
 def target_of(url: Any) -> tuple[str, str]:
@@ -33,17 +55,289 @@ def target_of(url: Any) -> tuple[str, str]:
     return "postgresql", url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _connect(kind: str, target: str) -> tuple[Any, str]:
-    if kind == "sqlite":
-        import sqlite3
+def _escape(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
-        conn = sqlite3.connect(target, timeout=30)
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA synchronous=NORMAL")  # as the gateway's own connections (WAL)
-        return conn, "?"
-    import psycopg
 
-    return psycopg.connect(target), "%s"
+def _bounded_int(value: Any, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            value = int(value)
+        except (TypeError, ValueError):
+            return 0
+    if isinstance(value, float):
+        value = int(value) if math.isfinite(value) else 0
+    return max(-hi - 1, min(hi, value))
+
+
+class Store:
+    """Idempotent, self-repairing inserts of ledger rows into one database."""
+
+    def __init__(self, kind: str, target: str, fields: tuple[str, ...], spool_dir: str) -> None:
+        self.kind = kind
+        self.target = target
+        self.fields = fields
+        self.spool_dir = spool_dir
+        self.width = len(fields)
+        self.rid = fields.index("request_id")
+        self.key = fields.index("key_id")
+        self.cost = fields.index("cost_nanos")
+        self._repairs = [self._repairer(name) for name in fields]
+        self.db: Any = None
+        self.dead = 0
+
+    @staticmethod
+    def _repairer(name: str):  # noqa: ANN205
+        if name in _TEXT:
+            limit = _TEXT[name]
+            return lambda v: None if v is None else _escape(str(v))[:limit]
+        if name in _INT32:
+            return lambda v: _bounded_int(v, _MAX32)
+        if name in _INT64:
+            return lambda v: _bounded_int(v, _MAX64)
+        if name in _FLOAT:
+            return lambda v: (float(v) if isinstance(v, int | float) and not isinstance(v, bool)
+                              and math.isfinite(v) else (None if name == "ttft_ms" else 0.0))
+        if name == "streamed":
+            return bool
+        return lambda v: v
+
+    def repair(self, row: list) -> list:
+        """The row cut to the table's columns, every value fitting its column."""
+        return [fix(v) for fix, v in zip(self._repairs, row[:self.width], strict=False)]
+
+    # ------------------------------------------------------------------ connection
+
+    def _connect(self) -> None:
+        if self.kind == "sqlite":
+            import sqlite3
+
+            conn = sqlite3.connect(self.target, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA synchronous=NORMAL")  # as the gateway's own connections (WAL)
+            self.mark = "?"
+        else:
+            import psycopg
+
+            conn = psycopg.connect(self.target, autocommit=True)
+            self.mark = "%s"
+        marks = ", ".join([self.mark] * self.width)
+        self.insert_sql = f"INSERT INTO usage ({', '.join(self.fields)}) VALUES ({marks})"
+        self.spend_sql = (f"UPDATE api_keys SET spend_nanos = spend_nanos + {self.mark} "
+                          f"WHERE id = {self.mark}")
+        self.dead_sql = ("INSERT INTO usage_dead_letters (request_id, payload, reason, created_at)"
+                         f" VALUES ({self.mark}, {self.mark}, {self.mark}, {self.mark})")
+        self.db = conn
+
+    def _drop(self) -> None:
+        try:
+            self.db.close()
+        except Exception:  # noqa: BLE001
+            pass
+        self.db = None
+
+    def reachable(self) -> bool:
+        try:
+            if self.db is None:
+                self._connect()
+            self.db.execute("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - unreachable, for whatever reason
+            self._drop()
+            return False
+
+    # ------------------------------------------------------------------ writing
+
+    def _existing(self, cur: Any, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(ids), _SQL_VARS):
+            part = ids[i:i + _SQL_VARS]
+            if self.kind == "sqlite":
+                cur.execute("SELECT request_id FROM usage WHERE request_id IN "
+                            f"({', '.join('?' * len(part))})", part)
+            else:
+                cur.execute("SELECT request_id FROM usage WHERE request_id = ANY(%s)", (part,))
+            found.update(r[0] for r in cur.fetchall())
+        return found
+
+    def _insert(self, rows: list[list]) -> list[list]:
+        """One transaction: the rows not already in the ledger, and their keys' spend."""
+        cur = self.db.cursor()
+        cur.execute("BEGIN IMMEDIATE" if self.kind == "sqlite" else "BEGIN")
+        try:
+            existing = self._existing(cur, list({r[self.rid] for r in rows}))
+            fresh, seen = [], existing
+            for r in rows:
+                if r[self.rid] not in seen:
+                    seen.add(r[self.rid])
+                    fresh.append(r)
+            spend: dict[str, int] = {}
+            for r in fresh:
+                if r[self.key] and r[self.cost]:
+                    spend[r[self.key]] = spend.get(r[self.key], 0) + r[self.cost]
+            if fresh:
+                cur.executemany(self.insert_sql, fresh)
+            if spend:
+                cur.executemany(self.spend_sql, [(n, k) for k, n in spend.items()])
+            cur.execute("COMMIT")
+            return fresh
+        except BaseException:
+            try:
+                cur.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001
+                pass
+            raise
+
+    def write(self, raw_rows: list[list]) -> list[list]:
+        """Write every row (inserted, already there, or dead-lettered); the newly inserted.
+
+        Blocks, retrying, while the database cannot be reached: the rows are safe in the spool.
+        """
+        rows = [self.repair(r) for r in raw_rows]
+        delay = 0.1
+        while True:
+            try:
+                if self.db is None:
+                    self._connect()
+                return self._insert(rows)
+            except Exception as exc:  # noqa: BLE001 - sorted out below: bad row, or no database
+                error = exc
+            if self.reachable():
+                # the database answers, so some row is at fault: write them one by one
+                return self._one_by_one(rows, raw_rows, error)
+            log.error("ledger database unreachable (%s); %d rows wait in the spool, retrying",
+                      type(error).__name__, len(rows))
+            time.sleep(delay)
+            delay = min(5.0, delay * 2)
+
+    def _one_by_one(self, rows: list[list], raw_rows: list[list], first: Exception) -> list[list]:
+        inserted: list[list] = []
+        if len(rows) == 1:
+            outcomes = [(rows[0], raw_rows[0], first)]
+        else:
+            outcomes = []
+            for row, raw in zip(rows, raw_rows, strict=True):
+                try:
+                    inserted += self._insert([row])
+                except Exception as exc:  # noqa: BLE001
+                    outcomes.append((row, raw, exc))
+                    if not self.reachable():
+                        raise
+        for row, raw, exc in outcomes:
+            self._dead_letter(row, raw, exc)
+        return inserted
+
+    def _dead_letter(self, row: list, raw: list, exc: Exception) -> None:
+        """Keep a row the database refused where an operator finds it, and say so."""
+        self.dead += 1
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        payload = orjson.dumps(raw, default=str).decode()
+        log.error("ledger row %s refused by the database (%s): kept as a dead letter",
+                  row[self.rid], reason)
+        try:
+            cur = self.db.cursor()
+            cur.execute(self.dead_sql, (_escape(str(row[self.rid]))[:64], payload,
+                                        _escape(reason), datetime.now(UTC).isoformat()))
+            return
+        except Exception:  # noqa: BLE001 - then a file beside the spool
+            log.exception("dead-letter table refused the row too; writing it to a file")
+        line = orjson.dumps({"row": raw, "reason": reason}, default=str) + b"\n"
+        with open(os.path.join(self.spool_dir, DEAD_LETTER_FILE), "ab") as fh:
+            fh.write(line)
+
+
+# ---------------------------------------------------------------------- spool segments
+
+
+def read_offset(segment: str) -> int:
+    try:
+        with open(segment + ".offset", "rb") as fh:
+            return int(fh.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+class Segment:
+    """One spool file being tailed: what of it is committed, and whether it is complete."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.offset = read_offset(path)
+        self.sealed: int | None = None  # the final size, once the gateway moved on
+        self.fh = open(path, "rb")  # noqa: SIM115 - held while tailed
+        self._mark = os.open(path + ".offset", os.O_WRONLY | os.O_CREAT, 0o600)
+
+    def pending(self, limit: int) -> tuple[list[list], int]:
+        """Up to ``limit`` complete rows after the committed offset, and where they end."""
+        self.fh.seek(self.offset)
+        rows: list[list] = []
+        end = self.offset
+        while len(rows) < limit:
+            line = self.fh.readline()
+            if not line.endswith(b"\n"):
+                break  # nothing more, or a row still being appended
+            end += len(line)
+            if line.strip():
+                try:
+                    rows.append(orjson.loads(line))
+                except orjson.JSONDecodeError:
+                    log.error("unreadable spool line in %s at %d skipped", self.path, end)
+        return rows, end
+
+    def commit(self, offset: int) -> None:
+        self.offset = offset
+        os.pwrite(self._mark, b"%020d" % offset, 0)
+
+    def complete(self) -> bool:
+        return self.sealed is not None and self.offset >= self.sealed
+
+    def sync(self) -> None:
+        os.fsync(self.fh.fileno())
+
+    def remove(self) -> None:
+        self.fh.close()
+        os.close(self._mark)
+        for path in (self.path, self.path + ".offset"):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+
+def drain(store: Store, segment: Segment, batch: int) -> list[list]:
+    """Write every complete row of ``segment``; the raw rows that were newly inserted."""
+    inserted: list[list] = []
+    while True:
+        rows, end = segment.pending(batch)
+        if end == segment.offset:
+            return inserted
+        if rows:
+            fresh = {r[store.rid] for r in store.write(rows)}
+            inserted += [r for r in rows if r[store.rid] in fresh]
+        segment.commit(end)
+
+
+def replay(kind: str, target: str, fields: tuple[str, ...], path: str,
+           batch: int = 500) -> tuple[list[list], int]:
+    """Write what an orphaned spool segment holds, then remove it (gateway start-up).
+
+    Returns every row the segment held (for the budget counters, which settle them once)
+    and the number written now for the first time.
+    """
+    store = Store(kind, target, fields, os.path.dirname(path))
+    segment = Segment(path)
+    try:
+        inserted = drain(store, segment, batch)
+        segment.fh.seek(0)
+        rows = [orjson.loads(line) for line in segment.fh if line.endswith(b"\n") and line.strip()]
+    finally:
+        if store.db is not None:
+            store.db.close()
+    segment.remove()
+    return rows, len(inserted)
+
+
+# ---------------------------------------------------------------------- the process
 
 
 def _set_idle(idle: bool) -> bool:
@@ -51,8 +345,7 @@ def _set_idle(idle: bool) -> bool:
 
     As background work, any woken request handler preempts this process at once (a niced
     process keeps its time slice, which showed as 2 ms latency spikes at one connection).
-    When batches come full (a backlog: the CPU is saturated) it runs as a normal process
-    again, so rows never pile up.
+    With a backlog (the CPU is saturated) it runs as a normal process, so rows never pile up.
     """
     try:
         policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
@@ -62,70 +355,69 @@ def _set_idle(idle: bool) -> bool:
         return not idle
 
 
-def _read(stream: Any, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        part = stream.read(n - len(data))
-        if not part:
-            raise EOFError
-        data += part
-    return data
-
-
-def main(kind: str, target: str, fields: tuple[str, ...], key_at: int, cost_at: int,
-         full_batch: int = 500) -> None:
-    """Write every batch received on stdin until it ends or sends an empty frame."""
+def main(kind: str, target: str, fields: tuple[str, ...], spool_dir: str, batch: int,
+         interval: float, fsync_s: float) -> None:
+    """Tail the announced spool segments until told to stop or stdin ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     idle = _set_idle(True)
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    db = None
+    store = Store(kind, target, fields, spool_dir)
+    segments: dict[str, Segment] = {}
+    stdin, out = sys.stdin.buffer.raw, sys.stdout.buffer
+    buffered = b""
+    stopping = gone = False
+    last_sync = time.monotonic()
     while True:
-        try:
-            size = int.from_bytes(_read(stdin, 4), "big")
-            message = _read(stdin, size) if size else b""
-        except EOFError:
+        ready, _, _ = select.select([stdin], [], [], interval)
+        if ready:
+            data = os.read(stdin.fileno(), 65536)
+            if not data:
+                gone = True
+            buffered += data
+            *lines, buffered = buffered.split(b"\n")
+            for line in lines:
+                if not line:
+                    continue
+                cmd = orjson.loads(line)
+                if "tail" in cmd and cmd["tail"] not in segments:
+                    segments[cmd["tail"]] = Segment(cmd["tail"])
+                elif "seal" in cmd and cmd["seal"] in segments:
+                    segments[cmd["seal"]].sealed = cmd["size"]
+                elif "stop" in cmd:
+                    stopping = True
+        progress: dict[str, int] = {}
+        done: list[str] = []
+        for path, seg in list(segments.items()):
+            before = seg.offset
+            backlog = os.fstat(seg.fh.fileno()).st_size - before > batch * 256
+            if backlog == idle:
+                idle = _set_idle(not backlog)
+            drain(store, seg, batch)
+            if seg.offset != before:
+                progress[path] = seg.offset
+            if seg.complete():
+                seg.remove()
+                del segments[path]
+                done.append(path)
+        if fsync_s >= 0 and time.monotonic() - last_sync >= fsync_s:
+            for seg in segments.values():
+                seg.sync()
+            last_sync = time.monotonic()
+        if progress or done:
+            out.write(orjson.dumps({"at": progress, "done": done, "dead": store.dead}) + b"\n")
+            out.flush()
+        if stopping or gone:
+            for seg in segments.values():
+                seg.sync()
+            if gone:  # the gateway died: nothing more will be appended, all is written
+                for seg in segments.values():
+                    seg.remove()
             return
-        if not message:
-            stdout.write((0).to_bytes(4, "big"))
-            stdout.flush()
-            return
-        batch = [orjson.loads(line) for line in message.split(b"\n")]
-        backlog = len(batch) >= full_batch
-        if backlog == idle:
-            idle = _set_idle(not backlog)
-        spend: dict[str, int] = {}
-        for row in batch:
-            if row[key_at] and row[cost_at]:
-                spend[row[key_at]] = spend.get(row[key_at], 0) + row[cost_at]
-        for attempt in range(20):
-            try:
-                if db is None:
-                    db, mark = _connect(kind, target)
-                    insert = (f"INSERT INTO usage ({', '.join(fields)}) "
-                              f"VALUES ({', '.join([mark] * len(fields))})")
-                    update = f"UPDATE api_keys SET spend_nanos = spend_nanos + {mark} WHERE id = {mark}"
-                cur = db.cursor()
-                cur.executemany(insert, batch)
-                if spend:
-                    cur.executemany(update, [(n, k) for k, n in spend.items()])
-                db.commit()
-                break
-            except Exception:  # noqa: BLE001 - keep the rows and retry: the ledger is money
-                log.exception("ledger write failed (attempt %d), retrying", attempt + 1)
-                try:
-                    db.close()
-                except Exception:  # noqa: BLE001
-                    pass
-                db = None
-                time.sleep(min(2.0, 0.1 * 2**attempt))
-        else:
-            log.error("ledger dropped %d rows after repeated failures", len(batch))
-        stdout.write(len(batch).to_bytes(4, "big"))
-        stdout.flush()
 
 
 if __name__ == "__main__":
-    _kind, _fields, _key_at, _cost_at, _full = sys.argv[1:6]
-    main(_kind, os.environ["SPACEAI_LEDGER_TARGET"], tuple(_fields.split(",")), int(_key_at),
-         int(_cost_at), int(_full))
+    _kind, _fields, _dir, _batch, _interval, _fsync = sys.argv[1:7]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s "
+                        "%(message)s")
+    main(_kind, os.environ["SPACEAI_LEDGER_TARGET"], tuple(_fields.split(",")), _dir,
+         int(_batch), float(_interval), float(_fsync))

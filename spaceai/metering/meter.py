@@ -12,6 +12,7 @@ from spaceai import metrics
 from spaceai.catalog import ModelConfig
 from spaceai.keys import KeyRecord
 from spaceai.limits import Admission, Control
+from spaceai.limits.policy import max_output_tokens
 from spaceai.metering.ledger import Ledger, UsageRecord
 from spaceai.metering.tokens import estimate_prompt_tokens
 from spaceai.storage.tables import NANOS_PER_USD
@@ -77,10 +78,18 @@ class Meter:
         if self.done:
             return self.cost
         self.done = True
-        if usage.completion_tokens and not usage.prompt_tokens:
-            # a stream cut before upstream reported its counts: the prompt was still consumed
+        if usage.problem:
+            # the upstream's counts cannot be trusted: bill the most the request could cost
+            error = f"{usage.problem}; billed the reservation"
             usage.prompt_tokens = estimate_prompt_tokens(self.req)
-        self.cost = cost_nanos(served, usage)
+            usage.completion_tokens = max_output_tokens(served, self.req, usage.prompt_tokens)
+            usage.cached_tokens = usage.cache_creation_tokens = 0
+            self.cost = max(self.admission.reserved_nanos, cost_nanos(served, usage))
+        else:
+            if usage.completion_tokens and not usage.prompt_tokens:
+                # a stream cut before upstream reported its counts: the prompt was consumed
+                usage.prompt_tokens = estimate_prompt_tokens(self.req)
+            self.cost = cost_nanos(served, usage)
         now = time.perf_counter()
         self.ledger.record(UsageRecord(
             request_id=self.request_id,
@@ -98,7 +107,7 @@ class Meter:
             streamed=self.req.stream,
             latency_ms=(now - self.started) * 1000,
             ttft_ms=(self.first_token_at - self.started) * 1000 if self.first_token_at else None,
-        ))
+        ), (self.admission.id, self.admission.period))
         await self.control.settle(self.admission, usage.total_tokens, self.cost)
         metrics.request_finished(
             served.id, status, usage.prompt_tokens, usage.completion_tokens, usd(self.cost),

@@ -880,7 +880,9 @@ class FakeOpenAI(_FakeBase):
         usage = {
             "prompt_tokens": plan.prompt_tokens,
             "completion_tokens": plan.completion_tokens,
-            "total_tokens": plan.prompt_tokens + plan.completion_tokens,
+            # a scripted malformed report (text, fractions) is sent as it is
+            "total_tokens": (plan.prompt_tokens + plan.completion_tokens
+                             if isinstance(plan.prompt_tokens, int) else plan.prompt_tokens),
         }
         if not legacy:
             usage["prompt_tokens_details"] = {"cached_tokens": plan.cache_read,

@@ -34,19 +34,19 @@ def usage_from_anthropic(data: dict[str, Any] | None, into: Usage | None = None)
     u = into or Usage()
     if not data:
         return u
-    fresh = data.get("input_tokens")
-    read = data.get("cache_read_input_tokens")
-    created = data.get("cache_creation_input_tokens")
-    if fresh is not None or read is not None or created is not None:
+    if not isinstance(data, dict):
+        u.problem = "upstream usage is not an object"
+        return u
+    names = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    if any(data.get(n) is not None for n in names):
         base = u.prompt_tokens - u.cached_tokens - u.cache_creation_tokens
-        fresh = int(fresh) if fresh is not None else base
-        read = int(read) if read is not None else u.cached_tokens
-        created = int(created) if created is not None else u.cache_creation_tokens
+        fresh = u.count(data, "input_tokens", base)
+        read = u.count(data, "cache_read_input_tokens", u.cached_tokens)
+        created = u.count(data, "cache_creation_input_tokens", u.cache_creation_tokens)
         u.prompt_tokens = fresh + read + created
         u.cached_tokens = read
         u.cache_creation_tokens = created
-    if data.get("output_tokens") is not None:
-        u.completion_tokens = int(data["output_tokens"])
+    u.completion_tokens = u.count(data, "output_tokens", u.completion_tokens)
     return u
 
 
