@@ -42,6 +42,7 @@ def gw(tmp_path_factory):
                "max_retries": 0}
     models = [openai_model(up, "gpt", **total), anthropic_model(an, "claude", **total),
               openai_model(up, "gpt-stream", **streams),
+              openai_model(up, "gpt-retry", timeout_s=1, max_retries=1),
               anthropic_model(an, "claude-stream", **streams)]
     with GatewayServer(tmp_path_factory.mktemp("deadlines"), models=models) as server:
         server.up, server.an = up, an
@@ -75,6 +76,16 @@ def test_trickling_answer_ends_at_the_attempts_deadline(gw, client, model, upstr
     assert "timed out" in e.value.message
     r = row(gw, e.value.response.headers["x-request-id"])
     assert r["status"] == "timeout" and r["http_status"] == 504
+
+
+def test_timed_out_attempt_is_retried_before_anything_reached_the_client(gw, client):
+    from fakes.scripted import delayed_json
+
+    gw.up.script(trickle(openai_completion(), every=0.3), delayed_json(openai_completion(), 0))
+    t = time.monotonic()
+    reply = client.chat.completions.create(model="gpt-retry", messages=MSG)
+    assert reply.choices[0].message.content.startswith("Hello there")
+    assert 0.9 < time.monotonic() - t < 3  # one 1 s attempt, a backoff, then the answer
 
 
 @pytest.mark.parametrize("model,upstream,events,keepalive", [
