@@ -32,6 +32,7 @@ class Settings:
     keep_alive_s: float = 5.0
     header_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
+    send_timeout_s: float = 60.0
     max_connections: int = 0  # 0: half the open-file limit, at most 10000
     # upstream connection pools, per origin
     upstream_max_idle: int = 256
@@ -90,6 +91,7 @@ class Settings:
             keep_alive_s=float(pick("SPACEAI_KEEP_ALIVE_S", "keep_alive_s", 5.0)),
             header_timeout_s=float(pick("SPACEAI_HEADER_TIMEOUT_S", "header_timeout_s", 10.0)),
             body_timeout_s=float(pick("SPACEAI_BODY_TIMEOUT_S", "body_timeout_s", 60.0)),
+            send_timeout_s=float(pick("SPACEAI_SEND_TIMEOUT_S", "send_timeout_s", 60.0)),
             max_connections=int(pick("SPACEAI_MAX_CONNECTIONS", "max_connections", 0)),
             upstream_max_idle=int(pick("SPACEAI_UPSTREAM_MAX_IDLE", "upstream_max_idle", 256)),
             upstream_idle_s=float(pick("SPACEAI_UPSTREAM_IDLE_S", "upstream_idle_s", 30.0)),

@@ -15,7 +15,14 @@ import time
 
 import aiohttp
 import pytest
-from fakes.scripted import ScriptedUpstream, delayed_json, openai_completion
+from conftest import openai_model
+from fakes.scripted import (
+    ScriptedUpstream,
+    delayed_json,
+    openai_completion,
+    openai_events,
+    stream,
+)
 from support.server import GatewayServer
 
 from spaceai.providers.http import BoundedConnector
@@ -27,10 +34,15 @@ LIVE = b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory):
+    up = ScriptedUpstream().start_in_thread()
     settings = {"keep_alive_s": 0.5, "header_timeout_s": 1.0, "body_timeout_s": 1.0,
-                "max_connections": 8}
-    with GatewayServer(tmp_path_factory.mktemp("conns"), models=[MODEL], settings=settings) as s:
+                "send_timeout_s": 1.0, "max_connections": 8}
+    models = [MODEL, openai_model(up, "big")]
+    with GatewayServer(tmp_path_factory.mktemp("conns"), models=models,
+                       settings=settings) as s:
+        s.up = up
         yield s
+    up.stop_thread()
 
 
 def connect(gw) -> socket.socket:
@@ -143,6 +155,27 @@ def test_connections_past_the_cap_get_a_json_503(gw):
     with connect(gw) as sock:
         sock.sendall(LIVE)
         assert read_response(sock)[0] == 200
+
+
+def test_client_that_reads_nothing_is_disconnected_and_its_upstream_closed(gw):
+    big = openai_events(*["x" * 65536] * 300)  # 20 MB: more than the sockets buffer
+    gw.up.script(stream(big))
+    body = json.dumps({"model": "big", "stream": True, "messages": [
+        {"role": "user", "content": "hi"}]}).encode()
+    with connect(gw) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                     b"Bearer " + gw.create_key().encode() + b"\r\nContent-Type: "
+                     b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        head = sock.recv(2048)
+        rid = head.split(b"x-request-id: ")[1].split(b"\r\n")[0].decode()
+        deadline = time.monotonic() + 10  # send_timeout_s 1: never read, closed soon after
+        while gw.up.open and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert gw.up.open == 0, "the upstream stream still feeds a client that reads nothing"
+    gw.flush_ledger()
+    rows = [r for r in gw.usage_rows(limit=100)["data"] if r["request_id"] == rid]
+    assert rows and rows[0]["status"] == "client_disconnected"
 
 
 async def test_upstream_pool_keeps_at_most_max_idle_and_expires_them():

@@ -8,6 +8,8 @@ runs out of file descriptors. :class:`GatewayHttpProtocol` adds:
 * a header deadline (``header_timeout_s``): from the connection's opening, or from the first
   byte of a keep-alive connection's next request, to the end of the headers;
 * a body deadline (``body_timeout_s``): from the end of the headers to the end of the body;
+* a send deadline (``send_timeout_s``): a client that reads nothing of its answer for that long
+  (its socket buffer stays full) is disconnected, which stops the upstream stream feeding it;
 * a cap on open connections (``max_connections``): past it, a request is answered 503 with an
   OpenAI-shaped JSON error and the connection is closed, and a connection that sends nothing
   is closed after at most a second.
@@ -36,6 +38,7 @@ class ConnectionLimits:
 
     header_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
+    send_timeout_s: float = 60.0
     max_connections: int = 10000
 
 
@@ -86,6 +89,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._read_by = 0.0  # loop time the current phase must end by
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._stalled: asyncio.TimerHandle | None = None  # armed while writing is paused
 
     # deadlines
     def _expect(self, phase: int, seconds: float) -> None:
@@ -126,7 +130,22 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stalled is None:
+            self._stalled = self.loop.call_later(self.limits.send_timeout_s,
+                                                 self.transport.abort)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -154,6 +173,7 @@ def server_options(settings: Settings) -> dict[str, Any]:
     """The uvicorn ``Config`` options that enforce ``settings``' connection limits."""
     limits = ConnectionLimits(header_timeout_s=settings.header_timeout_s,
                               body_timeout_s=settings.body_timeout_s,
+                              send_timeout_s=settings.send_timeout_s,
                               max_connections=settings.connection_cap())
     return {"http": functools.partial(GatewayHttpProtocol, limits=limits),
             "timeout_keep_alive": settings.keep_alive_s, "limit_concurrency": None}
