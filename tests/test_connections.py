@@ -45,6 +45,24 @@ def gw(tmp_path_factory):
     up.stop_thread()
 
 
+def eventually(condition, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+async def until(condition, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def open_connections(gw) -> int:
+    return len(gw._server.server_state.connections)
+
+
 def connect(gw) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
     sock.settimeout(10)
@@ -91,12 +109,12 @@ def test_idle_keep_alive_connection_is_closed(gw):
     with connect(gw) as sock:
         sock.sendall(LIVE)
         assert read_response(sock)[0] == 200
-        assert closed_after(sock) < 1.5  # keep_alive_s 0.5
+        assert closed_after(sock) < 3  # keep_alive_s 0.5 (uvicorn's default: 5)
 
 
 def test_connection_that_never_sends_a_request_is_closed(gw):
     with connect(gw) as sock:
-        assert closed_after(sock) < 2  # header_timeout_s 1
+        assert closed_after(sock) < 4  # header_timeout_s 1
 
 
 def test_slowloris_headers_are_cut_by_the_header_timeout(gw):
@@ -116,7 +134,7 @@ def test_slowloris_headers_are_cut_by_the_header_timeout(gw):
                 answer += more
         except ConnectionResetError:
             pass
-        assert time.monotonic() - t < 2.5
+        assert time.monotonic() - t < 4  # header_timeout_s 1; the client sends for 10 s
         assert answer.startswith(b"HTTP/1.1 408")
         assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "request_timeout"
 
@@ -134,14 +152,14 @@ def test_slow_body_is_cut_by_the_body_timeout(gw):
         except (BrokenPipeError, ConnectionResetError):
             pass
         status, body = read_response(sock)
-        assert status == 408 and time.monotonic() - t < 2.5
+        assert status == 408 and time.monotonic() - t < 4
         assert closed_after(sock) < 1
 
 
 def test_connections_past_the_cap_get_a_json_503(gw):
     idle = [connect(gw) for _ in range(8)]  # the cap: 8 open connections
     try:
-        time.sleep(0.1)
+        eventually(lambda: open_connections(gw) >= 8)
         with connect(gw) as sock:
             sock.sendall(LIVE)
             status, body = read_response(sock)
@@ -151,7 +169,7 @@ def test_connections_past_the_cap_get_a_json_503(gw):
     finally:
         for s in idle:
             s.close()
-    time.sleep(0.1)
+    eventually(lambda: open_connections(gw) == 0)
     with connect(gw) as sock:
         sock.sendall(LIVE)
         assert read_response(sock)[0] == 200
@@ -193,12 +211,13 @@ async def test_upstream_pool_keeps_at_most_max_idle_and_expires_them():
     try:
         await asyncio.gather(*[call() for _ in range(50)])  # 50 at once: 50 connections
         assert up.accepted == 50
-        await asyncio.sleep(0.1)
-        assert transport.stats()[url] == (8, 8) and up.open == 8
+        await until(lambda: up.open == 8)
+        assert transport.stats()[url] == (8, 8)
         await call()  # a fresh idle one is reused
         assert up.accepted == 50
-        await asyncio.sleep(1.2)  # idle_s 0.6: the sweep closes them
-        assert transport.stats()[url] == (0, 0) and up.open == 0
+        await asyncio.sleep(0.6)  # idle_s 0.6: the sweep (every 0.3 s) closes them
+        await until(lambda: up.open == 0)
+        assert transport.stats()[url] == (0, 0)
         await call()
         assert up.accepted == 51
     finally:
@@ -216,10 +235,11 @@ async def test_aiohttp_pool_keeps_at_most_max_idle():
 
         try:
             await asyncio.gather(*[call() for _ in range(50)])
-            await asyncio.sleep(0.1)
-            assert connector.idle_count() == 8 and up.open == 8
-            await asyncio.sleep(1.5)  # keepalive_timeout 0.6: aiohttp's cleanup closes them
-            assert connector.idle_count() == 0 and up.open == 0
+            await until(lambda: up.open == 8)
+            assert connector.idle_count() == 8
+            await asyncio.sleep(0.6)  # keepalive_timeout 0.6: aiohttp's cleanup closes them
+            await until(lambda: up.open == 0)
+            assert connector.idle_count() == 0
         finally:
             await up.stop()
 

@@ -85,7 +85,7 @@ def test_timed_out_attempt_is_retried_before_anything_reached_the_client(gw, cli
     t = time.monotonic()
     reply = client.chat.completions.create(model="gpt-retry", messages=MSG)
     assert reply.choices[0].message.content.startswith("Hello there")
-    assert 0.9 < time.monotonic() - t < 3  # one 1 s attempt, a backoff, then the answer
+    assert 0.9 < time.monotonic() - t < 4  # one 1 s attempt, a backoff, then the answer
 
 
 @pytest.mark.parametrize("model,upstream,events,keepalive", [
@@ -108,7 +108,7 @@ def test_silent_stream_is_ended_within_the_silence_deadline(gw, client, model, u
     held = time.monotonic() - t
     assert "".join(got) == "Hello world"
     assert "timed out" in str(e.value) and "silent" in str(e.value)
-    assert held < 2.5, held  # silence deadline 1 s
+    assert held < 3.5, held  # silence deadline 1 s (the stream's timeout_s: 30)
     r = row(gw, raw.headers["x-request-id"])
     assert r["status"] == "timeout" and r["streamed"] is True
     assert r["completion_tokens"] == 2
@@ -122,7 +122,7 @@ def test_stream_of_keepalives_only_misses_time_to_first_token(gw, client, model,
     t = time.monotonic()
     with pytest.raises(openai.APIStatusError) as e:
         list(client.chat.completions.create(model=model, messages=MSG, stream=True))
-    assert e.value.status_code == 504 and time.monotonic() - t < 2.5
+    assert e.value.status_code == 504 and time.monotonic() - t < 3.5
     assert "no content within 1 s" in e.value.message
     assert row(gw, e.value.response.headers["x-request-id"])["status"] == "timeout"
 
@@ -140,7 +140,7 @@ def test_native_messages_stream_ends_with_an_error_event_when_silent(gw):
             for text in s.text_stream:
                 got.append(text)
     assert "".join(got) == "Hello world" and "timed out" in str(e.value)
-    assert time.monotonic() - t < 2.5
+    assert time.monotonic() - t < 3.5
     r = row(gw, rid)
     assert r["status"] == "timeout" and r["completion_tokens"] >= 1
 
