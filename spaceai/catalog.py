@@ -34,7 +34,8 @@ class ModelConfig:
     fallbacks: list[str] = field(default_factory=list)
     timeout_s: float = 600.0
     connect_timeout_s: float = 10.0
-    first_byte_timeout_s: float | None = None
+    first_byte_timeout_s: float | None = None  # a stream's first content; default timeout_s
+    stream_idle_timeout_s: float = 60.0  # the longest silence between a stream's content events
     max_retries: int = 2
     model_path: str | None = None  # local models only
     deployments: list[dict[str, Any]] = field(default_factory=list)
@@ -90,7 +91,7 @@ def _entry(raw: dict[str, Any]) -> ModelConfig:
     known = {
         "id", "provider", "upstream_model", "base_url", "api_key", "owned_by", "capabilities",
         "pricing", "context_window", "max_output_tokens", "fallbacks", "timeout_s",
-        "connect_timeout_s", "first_byte_timeout_s", "max_retries", "model_path", "deployments",
+        "connect_timeout_s", "first_byte_timeout_s", "stream_idle_timeout_s", "max_retries", "model_path", "deployments",
         "created",
     }
     default_base = {
@@ -115,6 +116,7 @@ def _entry(raw: dict[str, Any]) -> ModelConfig:
         first_byte_timeout_s=(
             float(raw["first_byte_timeout_s"]) if raw.get("first_byte_timeout_s") else None
         ),
+        stream_idle_timeout_s=float(raw.get("stream_idle_timeout_s") or 60),
         max_retries=int(raw.get("max_retries", 2)),
         model_path=raw.get("model_path"),
         deployments=list(raw.get("deployments") or []),

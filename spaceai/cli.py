@@ -55,6 +55,7 @@ def serve(host: str, port: int, config: str | None, workers: int, as_json: bool)
     """Run the gateway."""
     import uvicorn
 
+    from spaceai.api.connections import server_options
     from spaceai.storage.db import migrate
 
     if config:
@@ -81,9 +82,9 @@ def serve(host: str, port: int, config: str | None, workers: int, as_json: bool)
         click.echo("Get an API key with:  spaceai keys create --name me")
         click.echo(f"Docs and playground:  {info['url']}/")
     uvicorn.run("spaceai.api.app:app_factory", factory=True, host=host, port=port,
-                workers=workers, loop="uvloop", http="httptools", access_log=False,
+                workers=workers, loop="uvloop", access_log=False,
                 log_level="warning", timeout_graceful_shutdown=30, lifespan="on",
-                proxy_headers=False, server_header=False)
+                proxy_headers=False, server_header=False, **server_options(settings))
 
 
 def _redact(url: str) -> str:

@@ -29,6 +29,31 @@ class Settings:
     local_threads: int = 2
     local_model_preload: bool = True
     responses_retention_days: float = 30.0  # stored Responses API answers are purged after it
+    # client connections (see spaceai/api/connections.py)
+    keep_alive_s: float = 5.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    send_timeout_s: float = 60.0
+    max_connections: int = 0  # 0: half the open-file limit, at most 10000
+    # upstream connection pools, per origin
+    upstream_max_idle: int = 256
+    upstream_idle_s: float = 30.0
+    upstream_max_per_host: int = 0  # aiohttp (Anthropic) only; 0: no limit
+
+    def connection_cap(self) -> int:
+        """Open client connections beyond which a new request is answered 503."""
+        if self.max_connections > 0:
+            return self.max_connections
+        try:
+            import resource
+
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            if soft == resource.RLIM_INFINITY:
+                soft = 20000
+        except (ImportError, OSError, ValueError):
+            soft = 1024
+        # each request in flight holds a client socket and an upstream one
+        return max(16, min(10000, soft // 2))
 
     @classmethod
     def load(cls, config_path: str | None = None) -> Settings:
@@ -66,5 +91,15 @@ class Settings:
             ).lower() not in ("0", "false", "no"),
             responses_retention_days=float(
                 pick("SPACEAI_RESPONSES_RETENTION_DAYS", "responses_retention_days", 30)
+            ),
+            keep_alive_s=float(pick("SPACEAI_KEEP_ALIVE_S", "keep_alive_s", 5.0)),
+            header_timeout_s=float(pick("SPACEAI_HEADER_TIMEOUT_S", "header_timeout_s", 10.0)),
+            body_timeout_s=float(pick("SPACEAI_BODY_TIMEOUT_S", "body_timeout_s", 60.0)),
+            send_timeout_s=float(pick("SPACEAI_SEND_TIMEOUT_S", "send_timeout_s", 60.0)),
+            max_connections=int(pick("SPACEAI_MAX_CONNECTIONS", "max_connections", 0)),
+            upstream_max_idle=int(pick("SPACEAI_UPSTREAM_MAX_IDLE", "upstream_max_idle", 256)),
+            upstream_idle_s=float(pick("SPACEAI_UPSTREAM_IDLE_S", "upstream_idle_s", 30.0)),
+            upstream_max_per_host=int(
+                pick("SPACEAI_UPSTREAM_MAX_PER_HOST", "upstream_max_per_host", 0)
             ),
         )

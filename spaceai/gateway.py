@@ -48,7 +48,9 @@ class Gateway:
         self.ledger = Ledger(self.engine, settings.ledger_flush_interval_s,
                              settings.ledger_batch_size, settings.ledger_dir,
                              settings.ledger_fsync_s)
-        self.http = HttpClient()
+        self.http = HttpClient(max_idle=settings.upstream_max_idle,
+                               idle_s=settings.upstream_idle_s,
+                               max_per_host=settings.upstream_max_per_host)
         self.providers = build_providers(self.http, settings)
         self.router = Router(self.catalog, self.providers)
         self.control: Control = build_control(settings, self.engine, self.ledger)

@@ -55,7 +55,8 @@ def _deployments(model: ModelConfig) -> list[Deployment]:
     for d in model.deployments:
         fields = {k: v for k, v in d.items() if k in ("base_url", "api_key", "upstream_model",
                                                        "timeout_s", "connect_timeout_s",
-                                                       "first_byte_timeout_s")}
+                                                       "first_byte_timeout_s",
+                                                       "stream_idle_timeout_s")}
         out.append(Deployment(dataclasses.replace(model, deployments=[], **fields)))
     return out
 

@@ -11,7 +11,8 @@ from typing import Any
 import aiohttp
 
 from spaceai.catalog import ModelConfig
-from spaceai.providers.transport import Response, Transport
+from spaceai.providers.deadline import timed_out
+from spaceai.providers.transport import IDLE_EXPIRY_S, MAX_IDLE_PER_ORIGIN, Response, Transport
 from spaceai.types import UpstreamError
 
 
@@ -64,46 +65,72 @@ def upstream_failure(status: int, message: str, model: ModelConfig,
                          type="invalid_request_error", code="upstream_invalid_request")
 
 
-def timed_out(model: ModelConfig, what: str) -> UpstreamError:
-    return UpstreamError(504, f"model {model.id}: upstream timed out ({what})", type="timeout",
-                         code="upstream_timeout", retryable=True)
+class BoundedConnector(aiohttp.TCPConnector):
+    """aiohttp's pool, keeping at most ``max_idle`` idle connections per host (aiohttp itself
+    keeps every connection it released until its keep-alive timeout)."""
+
+    def __init__(self, *, max_idle: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_idle = max_idle
+
+    def _release(self, key, protocol, *, should_close: bool = False) -> None:  # noqa: ANN001
+        super()._release(key, protocol, should_close=should_close)
+        idle = self._conns.get(key)
+        while idle is not None and len(idle) > self.max_idle:
+            stale, _ = idle.popleft()
+            stale.close()
+
+    def idle_count(self) -> int:
+        """Connections kept idle, over every host."""
+        return sum(len(idle) for idle in self._conns.values())
 
 
 class HttpClient:
-    """The upstream connection pools: the lean transport, and an aiohttp session."""
+    """The upstream connection pools: the lean transport, and an aiohttp session.
 
-    def __init__(self) -> None:
+    Both keep at most ``max_idle`` idle connections per origin and close those idle for longer
+    than ``idle_s``; aiohttp also opens at most ``max_per_host`` at once to one host (0: no
+    limit), queueing the requests beyond them.
+    """
+
+    def __init__(self, max_idle: int = MAX_IDLE_PER_ORIGIN, idle_s: float = IDLE_EXPIRY_S,
+                 max_per_host: int = 0) -> None:
         self.session: aiohttp.ClientSession | None = None
-        self.transport = Transport()
+        self.transport = Transport(max_idle=max_idle, idle_s=idle_s)
+        self.idle_s = idle_s
+        self.max_per_host = max_per_host
 
     async def send(self, model: ModelConfig, path: str, headers: tuple[tuple[str, str], ...],
-                   body: bytes) -> Response:
-        """POST ``body`` to the model's upstream; the answer once its headers arrived.
+                   body: bytes, deadline: float) -> Response:
+        """POST ``body`` to the model's upstream; the answer once its headers arrived, by loop
+        time ``deadline``.
 
         Connection failures and timeouts become retryable :class:`UpstreamError` s.
         """
-        first_byte = model.first_byte_timeout_s or model.timeout_s
         try:
             return await self.transport.request(
                 model.base_url, "POST", path, headers, body,
-                connect_timeout=model.connect_timeout_s, first_byte_timeout=first_byte)
+                connect_timeout=model.connect_timeout_s, deadline=deadline)
         except TimeoutError:
-            raise timed_out(model, f"no response within {first_byte:g} s") from None
+            raise timed_out(model, "no response headers in time") from None
         except OSError as exc:
             raise self.connection_error(exc, model) from None
 
-    async def read(self, resp: Response, model: ModelConfig) -> bytes:
-        """The whole body of ``resp``; a cut or a stall becomes an :class:`UpstreamError`."""
+    async def read(self, resp: Response, model: ModelConfig, deadline: float) -> bytes:
+        """The whole body of ``resp`` by loop time ``deadline``; a cut or a stall becomes an
+        :class:`UpstreamError`."""
         try:
-            return await resp.read(model.timeout_s)
+            return await resp.read(deadline)
         except TimeoutError:
-            raise timed_out(model, "read timeout") from None
+            raise timed_out(model, f"no complete answer within {model.timeout_s:g} s") from None
         except OSError as exc:
             raise self.connection_error(exc, model) from None
 
     async def start(self) -> None:
         if self.session is None:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+            connector = BoundedConnector(max_idle=self.transport.max_idle, limit=0,
+                                         limit_per_host=self.max_per_host, ttl_dns_cache=300,
+                                         keepalive_timeout=self.idle_s)
             self.session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
                                                  skip_auto_headers=("User-Agent",))
 

@@ -16,8 +16,9 @@ import orjson
 
 from spaceai.catalog import ModelConfig
 from spaceai.providers.base import Provider
+from spaceai.providers.deadline import StreamClock, attempt_deadlines
 from spaceai.providers.http import HttpClient, retry_after_seconds, upstream_failure
-from spaceai.providers.openai_stream import OpenAIStreamDecoder
+from spaceai.providers.openai_stream import OpenAIStreamDecoder, WireBlock
 from spaceai.providers.sse import SSEParser
 from spaceai.types import ChatRequest, EmbeddingRequest, UpstreamError
 
@@ -78,9 +79,11 @@ class OpenAIProvider(Provider):
         return base + ((("Authorization", f"Bearer {cred}"),) if cred else ())
 
     async def _post(self, path: str, body: dict, model: ModelConfig) -> dict[str, Any]:
-        resp = await self.http.send(model, path, self._headers(model, False), orjson.dumps(body))
+        head_by, done_by = attempt_deadlines(model)
+        resp = await self.http.send(model, path, self._headers(model, False), orjson.dumps(body),
+                                    head_by)
         try:
-            raw = await self.http.read(resp, model)
+            raw = await self.http.read(resp, model, done_by)
         finally:
             resp.release()
         if resp.status >= 400:
@@ -123,23 +126,29 @@ class OpenAIProvider(Provider):
     async def responses_stream(self, body: dict[str, Any],
                                model: ModelConfig) -> AsyncIterator[dict[str, Any]]:
         payload = orjson.dumps({**body, "model": model.upstream_model, "stream": True})
-        resp = await self.http.send(model, "/responses", self._headers(model, True), payload)
+        clock = StreamClock(model)
+        resp = await self.http.send(model, "/responses", self._headers(model, True), payload,
+                                    clock.at)
         clean = False
         try:
             if resp.status >= 400:
-                raw = await self.http.read(resp, model)
+                raw = await self.http.read(resp, model, clock.at)
                 clean = True
                 raise _error_from_response(resp.status, raw, resp.headers, model)
             parser, finished = SSEParser(), False
             try:
-                async for data in resp.iter_chunks(model.timeout_s):
+                while data := await resp.receive(clock.at):
                     for _, raw_event in parser.feed(data):
                         event = _responses_event(raw_event, model)
                         finished = event.get("type") in RESPONSES_TERMINAL
+                        if event.get("type") not in _RESPONSES_KEEPALIVE:
+                            clock.progress()
                         yield event
                     if finished:
                         break
-            except (TimeoutError, OSError) as exc:
+            except TimeoutError:
+                raise clock.expired() from None
+            except OSError as exc:
                 raise UpstreamError(502, f"model {model.id}: upstream stream ended before "
                                     f"completion ({type(exc).__name__})") from None
             if not finished:
@@ -154,23 +163,31 @@ class OpenAIProvider(Provider):
 
     async def _stream(self, path: str, body: dict, model: ModelConfig,
                       req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
-        resp = await self.http.send(model, path, self._headers(model, True), orjson.dumps(body))
+        clock = StreamClock(model)
+        resp = await self.http.send(model, path, self._headers(model, True), orjson.dumps(body),
+                                    clock.at)
         clean = False
         try:
             if resp.status >= 400:
-                raw = await self.http.read(resp, model)
+                raw = await self.http.read(resp, model, clock.at)
                 clean = True
                 raise _error_from_response(resp.status, raw, resp.headers, model)
             decoder = OpenAIStreamDecoder(model)
+            receive = resp.receive
             try:
-                async for data in resp.iter_chunks(model.timeout_s):
-                    for chunk in decoder.feed(data):
-                        yield chunk
+                while data := await receive(clock.at):
+                    items = decoder.feed(data)
+                    if items and _moves(items):
+                        clock.progress()
+                    for item in items:
+                        yield item
                     if decoder.failed is not None:
                         raise decoder.failed
                     if decoder.done:
                         break
-            except (TimeoutError, OSError) as exc:
+            except TimeoutError:
+                raise clock.expired(decoder.usage_so_far()) from None
+            except OSError as exc:
                 raise decoder.cut(type(exc).__name__) from None
             if not decoder.done:
                 raise decoder.cut()
@@ -181,3 +198,23 @@ class OpenAIProvider(Provider):
                 resp.release()  # the connection goes back to the keep-alive pool
             else:
                 resp.close()
+
+
+# Responses events that say the stream lives but carry nothing new (no progress for deadlines)
+_RESPONSES_KEEPALIVE = frozenset({"response.created", "response.in_progress", "keepalive"})
+
+
+def _moves(items: list) -> bool:
+    """Whether decoded stream items carry content (keep-alives and empty deltas do not)."""
+    for item in items:
+        if type(item) is WireBlock:
+            if item.produced:
+                return True
+        else:
+            for choice in item.get("choices") or ():
+                if choice.get("finish_reason") or choice.get("text"):
+                    return True
+                delta = choice.get("delta") or {}
+                if any(v for k, v in delta.items() if k != "role"):
+                    return True
+    return False

@@ -155,10 +155,14 @@ class OpenAIStreamDecoder:
             self.produced += 1
         return chunk
 
+    def usage_so_far(self) -> Usage:
+        """What upstream reported, else the chunks with output counted so far."""
+        return self.usage or Usage(completion_tokens=self.produced)
+
     def cut(self, why: str | None = None) -> UpstreamError:
         """The error for a stream that ended before ``[DONE]``, with the usage so far."""
         detail = f" ({why})" if why else ""
-        usage = self.usage or Usage(completion_tokens=self.produced)
+        usage = self.usage_so_far()
         return UpstreamError(502, f"model {self.model.id}: upstream stream ended before "
                              f"completion{detail}", usage=usage)
 

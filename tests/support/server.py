@@ -12,6 +12,7 @@ import uvicorn
 import yaml
 
 from spaceai.api.app import create_app
+from spaceai.api.connections import server_options
 from spaceai.catalog import Catalog
 from spaceai.config import Settings
 from spaceai.gateway import Gateway
@@ -63,8 +64,9 @@ class GatewayServer:
 
     def start(self) -> GatewayServer:
         config = uvicorn.Config(create_app(gateway=self.gateway), host="127.0.0.1",
-                                port=self.port, loop="uvloop", http="httptools",
-                                log_level="warning", access_log=False, lifespan="on")
+                                port=self.port, loop="uvloop", log_level="warning",
+                                access_log=False, lifespan="on",
+                                **server_options(self.settings))
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()

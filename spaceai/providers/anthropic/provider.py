@@ -17,6 +17,7 @@ from spaceai.providers.anthropic.request import build_request
 from spaceai.providers.anthropic.response import message_to_openai, usage_from_anthropic
 from spaceai.providers.anthropic.stream import AnthropicStreamDecoder
 from spaceai.providers.base import Provider
+from spaceai.providers.deadline import StreamClock, attempt_deadlines, timed_out
 from spaceai.providers.http import HttpClient
 from spaceai.providers.sse import SSEParser
 from spaceai.types import ChatRequest, UpstreamError, Usage
@@ -27,10 +28,13 @@ ANTHROPIC_VERSION = "2023-06-01"
 STREAM_CUT = "upstream stream ended before completion"
 
 
-def _timeout_error(usage: Usage | None = None) -> UpstreamError:
-    return UpstreamError(
-        504, "Anthropic: upstream timed out", type="timeout", retryable=True, usage=usage
-    )
+# events that are no progress for the silence deadline (keep-alives, the stream's preamble)
+NOT_CONTENT = frozenset(("ping", "message_start"))
+
+
+def moves(event: str | None, chunks: list) -> bool:
+    """Whether an Anthropic stream event carries content (named events by their name)."""
+    return event not in NOT_CONTENT if event else bool(chunks)
 
 
 class AnthropicProvider(Provider):
@@ -58,12 +62,13 @@ class AnthropicProvider(Provider):
     # -- plumbing ------------------------------------------------------------------------
 
     async def _post(
-        self, model: ModelConfig, body: dict[str, Any], deadline: float,
+        self, model: ModelConfig, body: dict[str, Any], head_by: float, done_by: float,
         path: str = "/messages", headers: dict[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
-        """POST ``body`` to ``path``; return a 2xx response or raise the mapped
-        :class:`UpstreamError`. ``headers`` (the client's ``anthropic-beta`` and
-        ``anthropic-version`` on a native call) go along, over the defaults."""
+        """POST ``body`` to ``path``; return a 2xx response (headers by loop time ``head_by``)
+        or raise the mapped :class:`UpstreamError` (an error body is read by ``done_by``).
+        ``headers`` (the client's ``anthropic-beta`` and ``anthropic-version`` on a native
+        call) go along, over the defaults."""
         if self._session is None:
             await self.start()
         key = model.credential()
@@ -73,10 +78,6 @@ class AnthropicProvider(Provider):
                 f"model {model.id}: the Anthropic API key is not configured",
                 type="configuration_error",
             )
-        loop = asyncio.get_running_loop()
-        first_byte = deadline
-        if model.first_byte_timeout_s:
-            first_byte = min(deadline, loop.time() + model.first_byte_timeout_s)
         url = f"{(model.base_url or 'https://api.anthropic.com/v1').rstrip('/')}{path}"
         headers = {
             "anthropic-version": ANTHROPIC_VERSION,
@@ -89,12 +90,12 @@ class AnthropicProvider(Provider):
             total=None, connect=model.connect_timeout_s, sock_connect=model.connect_timeout_s
         )
         try:
-            async with asyncio.timeout_at(first_byte):
+            async with asyncio.timeout_at(head_by):
                 resp = await self._session.post(
                     url, data=orjson.dumps(body), headers=headers, timeout=timeout
                 )
         except TimeoutError as exc:  # includes aiohttp's connect/read timeouts
-            raise _timeout_error() from exc
+            raise timed_out(model, "no response headers in time") from exc
         except (aiohttp.ClientError, OSError) as exc:
             log.warning("anthropic %s: connection failed: %s", model.id, type(exc).__name__)
             raise UpstreamError(
@@ -106,7 +107,7 @@ class AnthropicProvider(Provider):
         if resp.status < 400:
             return resp
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(done_by):
                 raw = await resp.read()
         except (TimeoutError, aiohttp.ClientError, OSError):
             raw = b""
@@ -115,13 +116,15 @@ class AnthropicProvider(Provider):
         raise error_from_body(resp.status, raw, resp.headers, secret=key)
 
     @staticmethod
-    async def read_body(resp: aiohttp.ClientResponse, deadline: float) -> bytes:
-        """The whole body of a 2xx answer by ``deadline``; a stall or a cut is an error."""
+    async def read_body(resp: aiohttp.ClientResponse, model: ModelConfig,
+                        deadline: float) -> bytes:
+        """The whole body of a 2xx answer by loop time ``deadline``; a stall or a cut is an
+        error."""
         try:
             async with asyncio.timeout_at(deadline):
                 return await resp.read()
         except TimeoutError as exc:
-            raise _timeout_error() from exc
+            raise timed_out(model, f"no complete answer within {model.timeout_s:g} s") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamError(
                 502, "Anthropic: the upstream response was cut", retryable=True
@@ -135,10 +138,10 @@ class AnthropicProvider(Provider):
                        headers: dict[str, str] | None = None) -> dict[str, Any]:
         """One non-streaming Messages call of a client's body; the upstream's message as it
         came."""
-        deadline = asyncio.get_running_loop().time() + model.timeout_s
+        head_by, done_by = attempt_deadlines(model)
         resp = await self._post(model, upstream_body(body, model.upstream_model, False),
-                                deadline, headers=headers)
-        raw = await self.read_body(resp, deadline)
+                                head_by, done_by, headers=headers)
+        raw = await self.read_body(resp, model, done_by)
         try:
             msg = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -156,23 +159,19 @@ class AnthropicProvider(Provider):
         An ``error`` event or a cut stream raises :class:`UpstreamError` carrying the usage
         so far; closing the iterator closes the upstream response.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + model.timeout_s
-        first_event = deadline
-        if model.first_byte_timeout_s:
-            first_event = min(deadline, loop.time() + model.first_byte_timeout_s)
+        clock = StreamClock(model)
         resp = await self._post(model, upstream_body(body, model.upstream_model, True),
-                                deadline, headers=headers)
+                                clock.at, clock.at, headers=headers)
         parser = SSEParser()
         usage = Usage()
         started = done = False
         try:
             while not done:
                 try:
-                    async with asyncio.timeout_at(deadline if started else first_event):
+                    async with asyncio.timeout_at(clock.at):
                         data = await resp.content.readany()
                 except TimeoutError as exc:
-                    raise _timeout_error(usage) from exc
+                    raise clock.expired(usage) from exc
                 except (aiohttp.ClientError, OSError) as exc:
                     raise UpstreamError(502, STREAM_CUT, retryable=not started,
                                         usage=usage) from exc
@@ -185,6 +184,8 @@ class AnthropicProvider(Provider):
                     if not isinstance(obj, dict):
                         continue
                     kind = obj.get("type") or name or ""
+                    if moves(kind, ()):
+                        clock.progress()
                     if kind == "error":
                         raise error_from_event(obj, usage=usage)
                     if kind == "message_start":
@@ -208,10 +209,10 @@ class AnthropicProvider(Provider):
                                    headers: dict[str, str] | None = None) -> int:
         """The exact input tokens of a client's Messages body, counted by the upstream's
         ``/v1/messages/count_tokens``."""
-        deadline = asyncio.get_running_loop().time() + model.timeout_s
-        resp = await self._post(model, count_tokens_body(body, model.upstream_model), deadline,
-                                path="/messages/count_tokens", headers=headers)
-        raw = await self.read_body(resp, deadline)
+        head_by, done_by = attempt_deadlines(model)
+        resp = await self._post(model, count_tokens_body(body, model.upstream_model), head_by,
+                                done_by, path="/messages/count_tokens", headers=headers)
+        raw = await self.read_body(resp, model, done_by)
         try:
             tokens = orjson.loads(raw).get("input_tokens")
         except (orjson.JSONDecodeError, AttributeError):
@@ -226,9 +227,9 @@ class AnthropicProvider(Provider):
         """One non-streaming chat completion, as an OpenAI ``chat.completion`` dict."""
         body = build_request(req, model)
         body.pop("stream", None)
-        deadline = asyncio.get_running_loop().time() + model.timeout_s
-        resp = await self._post(model, body, deadline)
-        raw = await self.read_body(resp, deadline)
+        head_by, done_by = attempt_deadlines(model)
+        resp = await self._post(model, body, head_by, done_by)
+        raw = await self.read_body(resp, model, done_by)
         try:
             msg = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -249,29 +250,28 @@ class AnthropicProvider(Provider):
         """
         body = build_request(req, model)
         body["stream"] = True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + model.timeout_s
-        first_event = deadline
-        if model.first_byte_timeout_s:
-            first_event = min(deadline, loop.time() + model.first_byte_timeout_s)
-        resp = await self._post(model, body, deadline)
+        clock = StreamClock(model)
+        resp = await self._post(model, body, clock.at, clock.at)
         decoder = AnthropicStreamDecoder(model.id)
         parser = SSEParser()
         clean = False
         try:
             while not decoder.done:
                 try:
-                    async with asyncio.timeout_at(deadline if decoder.started else first_event):
+                    async with asyncio.timeout_at(clock.at):
                         data = await resp.content.readany()
                 except TimeoutError as exc:
-                    raise _timeout_error(decoder.usage) from exc
+                    raise clock.expired(decoder.usage) from exc
                 except (aiohttp.ClientError, OSError) as exc:
                     raise UpstreamError(
                         502, STREAM_CUT, retryable=not decoder.started, usage=decoder.usage
                     ) from exc
                 events = parser.feed(data) if data else parser.flush()
                 for event, payload in events:
-                    for chunk in decoder.feed(event, payload):
+                    chunks = decoder.feed(event, payload)
+                    if moves(event, chunks):
+                        clock.progress()
+                    for chunk in chunks:
                         yield chunk
                     if decoder.done:
                         break
