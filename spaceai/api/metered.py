@@ -62,8 +62,16 @@ async def admit(gw: Gateway, request_id: str, key: KeyRecord, req: ChatRequest,
     return Call(gw, key, model, req, meter, list(admission.headers))
 
 
-async def failed(call: Call, exc: GatewayError) -> None:
-    """Record a request that failed before any answer, and give its error our headers."""
+async def failed(call: Call, exc: Exception) -> None:
+    """Record a request that failed before any answer, and give its error our headers.
+
+    Any exception settles the reservation (a bug past admission must never lock a key's
+    budget); only a :class:`GatewayError` is the client's to see.
+    """
+    if not isinstance(exc, GatewayError):
+        await call.meter.finish(call.model, Usage(), "error", 500,
+                                f"internal error: {type(exc).__name__}")
+        return
     usage = exc.usage if isinstance(exc, UpstreamError) else Usage()
     await call.meter.finish(call.model, usage, status_of(exc), exc.status, exc.message)
     exc.headers.update({k.decode(): v.decode() for k, v in call.headers})
@@ -78,7 +86,7 @@ async def run(call: Call, attempt: Callable[[Provider, ModelConfig], Awaitable[A
     """
     try:
         served, result = await call.gw.router.run(call.model, attempt)
-    except GatewayError as exc:
+    except Exception as exc:
         await failed(call, exc)
         raise
     nanos = await call.meter.finish(served, usage_of(result), "ok", 200)
@@ -90,7 +98,7 @@ async def complete(call: Call) -> tuple[ModelConfig, dict[str, Any]]:
     """A non-streaming chat or text completion; its ``usage`` carries the cost."""
     try:
         served, data = await call.gw.router.complete(call.req, call.model)
-    except GatewayError as exc:
+    except Exception as exc:
         await failed(call, exc)
         raise
     usage = Usage.from_openai(data.get("usage"))
@@ -104,7 +112,7 @@ async def open_stream(call: Call) -> tuple[ModelConfig, AsyncIterator[dict[str, 
     """Open a stream (retries and fallbacks happen here); its chunks, metered."""
     try:
         served, first, rest = await call.gw.router.open_stream(call.req, call.model)
-    except GatewayError as exc:
+    except Exception as exc:
         await failed(call, exc)
         raise
     call.source = rest
