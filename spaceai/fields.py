@@ -19,6 +19,7 @@ from spaceai.types import GatewayError
 INT32_MAX = 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]{1,40}")
+_CONTROL = re.compile("[\\x00-\\x1f\\x7f-\\x9f]")
 
 
 class InvalidField(GatewayError, ValueError):
@@ -63,6 +64,14 @@ class Int:
                                "integer_above_max_value")
         return v
 
+    def schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "integer"}
+        if self.lo is not None:
+            out["minimum"] = self.lo
+        if self.hi is not None:
+            out["maximum"] = self.hi
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class Num:
@@ -79,6 +88,9 @@ class Num:
                                f"{self.hi:g}.", name)
         return v
 
+    def schema(self) -> dict[str, Any]:
+        return {"type": "number", "minimum": self.lo, "maximum": self.hi}
+
 
 @dataclass(frozen=True, slots=True)
 class Bool:
@@ -87,10 +99,14 @@ class Bool:
             raise wrong_type(name, "a boolean", v)
         return v
 
+    def schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
 
 @dataclass(frozen=True, slots=True)
 class Str:
-    """A string of at most ``max_len`` characters; ``text`` refuses control characters (NUL...)."""
+    """A string of at most ``max_len`` characters; ``text`` refuses control characters (NUL...),
+    which some databases cannot store."""
 
     max_len: int | None = None
     text: bool = False
@@ -106,9 +122,19 @@ class Str:
             raise InvalidField(f"Invalid '{name}': string too long. Expected a string with "
                                f"maximum length {self.max_len}, but got a string with length "
                                f"{len(v)} instead.", name, "string_above_max_length")
-        if self.text and not v.isprintable():
+        if self.text and _CONTROL.search(v):
             raise InvalidField(f"Invalid '{name}': control characters are not allowed.", name)
         return v
+
+    def schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "string"}
+        if self.choices is not None:
+            out["enum"] = list(self.choices)
+        if self.max_len is not None:
+            out["maxLength"] = self.max_len
+        if self.text:
+            out["pattern"] = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +148,9 @@ class OneOf:
         if isinstance(v, bool) and bool not in self.types or not isinstance(v, self.types):
             raise wrong_type(name, self.expected, v)
         return v
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": [type_name(t()) for t in self.types]}
 
 
 Rule = Int | Num | Bool | Str | OneOf

@@ -29,19 +29,19 @@ def _require_admin(gw: Gateway, request: Request) -> None:
 
 
 # the create body beyond keys.KEY_FIELDS (checked again by KeyStore.create, for the CLI)
-_CREATE_FIELDS: dict[str, Rule] = {
+CREATE_FIELDS: dict[str, Rule] = {
     **KEY_FIELDS,
     "models": MODELS,
     "expires": Str(max_len=100),
     "expires_at": Str(max_len=100),
 }
-_USAGE_FILTERS: dict[str, Rule] = {
+USAGE_FILTERS: dict[str, Rule] = {
     "key": Str(max_len=200, text=True),
     "model": Str(max_len=200, text=True),
     "since": Str(max_len=100),
     "until": Str(max_len=100),
 }
-_LIMIT, _OFFSET = Int(1, INT32_MAX), Int(0, INT64_MAX)
+LIMIT, OFFSET = Int(1, INT32_MAX), Int(0, INT64_MAX)
 
 
 async def create_key(gw: Gateway, request: Request) -> Response:
@@ -51,7 +51,7 @@ async def create_key(gw: Gateway, request: Request) -> Response:
         body = {}
     if not isinstance(body, dict):
         raise GatewayError(400, "The request body must be a JSON object.", code="invalid_type")
-    fields = read(body, _CREATE_FIELDS)
+    fields = read(body, CREATE_FIELDS)
     models = fields.get("models")
     if models is not None:
         unknown = [m for m in models if not isinstance(m, str) or gw.catalog.get(m) is None]
@@ -90,11 +90,11 @@ async def revoke_key(gw: Gateway, request: Request) -> Response:
 async def usage_report(gw: Gateway, request: Request) -> Response:
     _require_admin(gw, request)
     q = request.query
-    filters = read(q, _USAGE_FILTERS)
+    filters = read(q, USAGE_FILTERS)
     for name in ("since", "until"):
         check_time(name, filters.get(name))
-    limit = query_int(q, "limit", _LIMIT, 100)
-    offset = query_int(q, "offset", _OFFSET, 0)
+    limit = query_int(q, "limit", LIMIT, 100)
+    offset = query_int(q, "offset", OFFSET, 0)
     await asyncio.to_thread(gw.ledger.flush, 5.0)
     report = await asyncio.to_thread(
         query_usage, gw.engine, key_id=filters.get("key"), model=filters.get("model"),

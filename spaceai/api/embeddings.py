@@ -26,7 +26,7 @@ from spaceai.types import EmbeddingRequest, GatewayError, Usage
 
 ENDPOINT = "/v1/embeddings"
 MAX_INPUTS = 2048
-_OPTIONS: dict[str, Rule] = {
+OPTIONS: dict[str, Rule] = {
     "encoding_format": Str(choices=("float", "base64")),
     "dimensions": Int(1, 65_536),
     "user": Str(),
@@ -67,7 +67,7 @@ def parse_embeddings(body: Any) -> EmbeddingRequest:
         raise _bad("'input' must not contain empty strings.", "input")
     if len(inputs) > MAX_INPUTS:
         raise _bad(f"'input' has {len(inputs)} items; at most {MAX_INPUTS} are allowed.", "input")
-    options = read(body, _OPTIONS)
+    options = read(body, OPTIONS)
     fmt = options.get("encoding_format", "float")
     dims = options.get("dimensions")
     user = options.get("user")

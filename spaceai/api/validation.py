@@ -33,7 +33,7 @@ _OBJECT = OneOf((dict,), "an object")
 _ARRAY = OneOf((list,), "an array")
 
 # sampling and output parameters shared by chat and legacy completions (stream apart)
-_SAMPLING: dict[str, Rule] = {
+SAMPLING: dict[str, Rule] = {
     "temperature": Num(0, 2),
     "top_p": Num(0, 1),
     "presence_penalty": Num(-2, 2),
@@ -48,7 +48,7 @@ _SAMPLING: dict[str, Rule] = {
 _STREAM: dict[str, Rule] = {"stream": Bool()}
 
 # OpenAI chat parameters passed through after a check
-_PASSTHROUGH: dict[str, Rule] = {
+PASSTHROUGH: dict[str, Rule] = {
     "logit_bias": _OBJECT,
     "logprobs": Bool(),
     "top_logprobs": Int(0, 20),
@@ -70,7 +70,7 @@ _PASSTHROUGH: dict[str, Rule] = {
 }
 
 # the legacy completion's own parameters
-_COMPLETION_EXTRA: dict[str, Rule] = {
+COMPLETION_EXTRA: dict[str, Rule] = {
     "echo": Bool(),
     "suffix": Str(),
     "best_of": Int(1, 20),
@@ -245,7 +245,7 @@ def _response_format(body: dict) -> None:
 
 def _common(body: dict, params: dict[str, Any]) -> tuple[bool, bool]:
     """Sampling and streaming parameters shared by chat and legacy completions."""
-    params.update(read(body, _SAMPLING))
+    params.update(read(body, SAMPLING))
     params.setdefault("temperature", DEFAULT_TEMPERATURE)
     stop = _stop(body)
     if stop:
@@ -283,7 +283,7 @@ _CHAT_KNOWN = {
     "model", "messages", "temperature", "top_p", "n", "stream", "stream_options", "stop",
     "max_tokens", "max_completion_tokens", "presence_penalty", "frequency_penalty", "seed", "user",
     "tools", "tool_choice", "response_format",
-} | set(_PASSTHROUGH)
+} | set(PASSTHROUGH)
 
 
 def _unknown(body: dict, known: set[str]) -> None:
@@ -306,7 +306,7 @@ def parse_chat(body: Any) -> ChatRequest:
     for name in ("tools", "tool_choice", "response_format"):
         if body.get(name) is not None:
             params[name] = body[name]
-    params.update(read(body, _PASSTHROUGH))
+    params.update(read(body, PASSTHROUGH))
     return ChatRequest(model=model, messages=messages, params=params, stream=stream,
                        include_usage=include_usage)
 
@@ -334,6 +334,6 @@ def parse_completion(body: Any) -> ChatRequest:
     stream, include_usage = _common(body, params)
     if "max_tokens" not in params:
         params["max_tokens"] = 16  # OpenAI's default for legacy completions
-    params.update(read(body, _COMPLETION_EXTRA))
+    params.update(read(body, COMPLETION_EXTRA))
     return ChatRequest(model=model, messages=[], params=params, stream=stream,
                        include_usage=include_usage, prompt=prompt)
