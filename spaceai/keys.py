@@ -11,10 +11,23 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from spaceai.fields import INT32_MAX, Int, InvalidField, Num, OneOf, Rule, Str, read
 from spaceai.storage.tables import NANOS_PER_USD, api_keys
 
 KEY_PREFIX = "sk-space-"
 _SHOWN_PREFIX_LEN = len(KEY_PREFIX) + 6
+MAX_BUDGET_USD = 1e9  # nano-dollars stay well inside a 64-bit integer column
+
+# what a key may be created with, for the admin API and the CLI alike
+KEY_FIELDS: dict[str, Rule] = {
+    "name": Str(max_len=200, text=True),
+    "budget": Num(0, MAX_BUDGET_USD),
+    "budget_period": Str(choices=("monthly",)),
+    "rpm": Int(1, INT32_MAX),
+    "tpm": Int(1, INT32_MAX),
+}
+MODELS = OneOf((list,), "an array of model ids")
+MODEL_ID = Str(max_len=200, text=True)
 
 
 def hash_key(secret: str) -> str:
@@ -37,20 +50,29 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+# a duration's number per unit: at most about a hundred years ahead
+_MAX_DURATION = {"d": 36_500, "h": 36_500 * 24, "m": 36_500 * 24 * 60}
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
 def parse_expiry(value: str | None) -> datetime | None:
-    """``30d``, ``12h``, ``45m`` from now, or an ISO 8601 date/time."""
+    """``30d``, ``12h``, ``45m`` from now, or an ISO 8601 date/time (an :class:`InvalidField`
+    naming ``expires`` otherwise)."""
     if not value:
         return None
-    m = re.fullmatch(r"\s*(\d+)\s*([dhm])\s*", value)
+    m = re.fullmatch(r"\s*(\d{1,12})\s*([dhm])\s*", value)
     if m:
         n, unit = int(m.group(1)), m.group(2)
-        delta = {"d": timedelta(days=n), "h": timedelta(hours=n), "m": timedelta(minutes=n)}[unit]
-        return now() + delta
+        if n > _MAX_DURATION[unit]:
+            raise InvalidField(f"expires: a duration of at most {_MAX_DURATION[unit]}{unit} "
+                               f"(about a hundred years), got {value.strip()!r}", "expires")
+        return now() + timedelta(**{_UNITS[unit]: n})
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError(f"expires: expected ISO 8601 or a duration like 30d, got {value!r}") from exc
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidField(f"expires: expected ISO 8601 or a duration like 30d, got "
+                           f"{value[:100]!r}", "expires") from None
 
 
 def _aware(dt: datetime | None) -> datetime | None:
@@ -144,13 +166,14 @@ class KeyStore:
         budget_period: str | None = None,
     ) -> tuple[str, KeyRecord]:
         """Create a key; returns (secret, record). The secret is not stored anywhere."""
-        if budget is not None and budget < 0:
-            raise ValueError("budget must be >= 0")
-        for label, v in (("rpm", rpm), ("tpm", tpm)):
-            if v is not None and v <= 0:
-                raise ValueError(f"{label} must be a positive integer")
-        if budget_period not in (None, "monthly"):
-            raise ValueError("budget_period must be 'monthly' or unset")
+        fields = read({"name": name, "budget": budget, "rpm": rpm, "tpm": tpm,
+                       "budget_period": budget_period}, KEY_FIELDS)
+        name, budget = fields.get("name"), fields.get("budget")
+        rpm, tpm = fields.get("rpm"), fields.get("tpm")
+        if models is not None:
+            models = MODELS.check("models", models)
+            for i, m in enumerate(models):
+                MODEL_ID.check(f"models[{i}]", m)
         secret = new_secret()
         ts = now()
         row = {

@@ -140,8 +140,9 @@ def test_four_concurrent_streams_overlap(provider):
         assert first is not None and usage and usage["completion_tokens"] > 0
     # continuous batching: every stream got its first token before any stream finished
     assert max(r[0] for r in results) < min(r[1] for r in results)
-    # the event loop was never blocked by the engine
-    assert max_gap < 0.5, max_gap
+    # the event loop was never blocked by the engine (a generation holding it would take
+    # seconds; a second allows for a machine busy with other work)
+    assert max_gap < 1.0, max_gap
 
 
 def test_early_aclose_stops_generation(provider):

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from typing import Any
+import re
+from datetime import datetime
 
 from spaceai.api.http import Request, Response, json_response
 from spaceai.auth import request_token
+from spaceai.fields import INT32_MAX, INT64_MAX, Int, InvalidField, Rule, Str, query_int, read
 from spaceai.gateway import Gateway
-from spaceai.keys import parse_expiry
+from spaceai.keys import KEY_FIELDS, MODELS, parse_expiry
 from spaceai.metering.usage import query_usage
 from spaceai.types import GatewayError
+
+_KEY_ID = re.compile(r"key_[0-9a-f]{16}")
 
 
 def _require_admin(gw: Gateway, request: Request) -> None:
@@ -24,13 +28,20 @@ def _require_admin(gw: Gateway, request: Request) -> None:
         raise GatewayError(401, "Incorrect admin key.", code="invalid_api_key")
 
 
-def _opt(body: dict, name: str, types: tuple[type, ...]) -> Any:
-    v = body.get(name)
-    if v is None:
-        return None
-    if isinstance(v, bool) and bool not in types or not isinstance(v, types):
-        raise GatewayError(400, f"Invalid type for '{name}'.", param=name, code="invalid_type")
-    return v
+# the create body beyond keys.KEY_FIELDS (checked again by KeyStore.create, for the CLI)
+CREATE_FIELDS: dict[str, Rule] = {
+    **KEY_FIELDS,
+    "models": MODELS,
+    "expires": Str(max_len=100),
+    "expires_at": Str(max_len=100),
+}
+USAGE_FILTERS: dict[str, Rule] = {
+    "key": Str(max_len=200, text=True),
+    "model": Str(max_len=200, text=True),
+    "since": Str(max_len=100),
+    "until": Str(max_len=100),
+}
+LIMIT, OFFSET = Int(1, INT32_MAX), Int(0, INT64_MAX)
 
 
 async def create_key(gw: Gateway, request: Request) -> Response:
@@ -39,27 +50,19 @@ async def create_key(gw: Gateway, request: Request) -> Response:
     if body is None:
         body = {}
     if not isinstance(body, dict):
-        raise GatewayError(400, "The request body must be a JSON object.")
-    models = _opt(body, "models", (list,))
+        raise GatewayError(400, "The request body must be a JSON object.", code="invalid_type")
+    fields = read(body, CREATE_FIELDS)
+    models = fields.get("models")
     if models is not None:
         unknown = [m for m in models if not isinstance(m, str) or gw.catalog.get(m) is None]
         if unknown:
-            raise GatewayError(400, f"Unknown models: {', '.join(map(str, unknown))}",
-                               param="models")
-    try:
-        expires = parse_expiry(_opt(body, "expires", (str,)) or _opt(body, "expires_at", (str,)))
-        secret, record = await asyncio.to_thread(
-            gw.keys.create,
-            name=_opt(body, "name", (str,)),
-            models=models,
-            budget=_opt(body, "budget", (int, float)),
-            rpm=_opt(body, "rpm", (int,)),
-            tpm=_opt(body, "tpm", (int,)),
-            expires_at=expires,
-            budget_period=_opt(body, "budget_period", (str,)),
-        )
-    except ValueError as exc:
-        raise GatewayError(400, str(exc)) from None
+            raise GatewayError(400, f"Unknown models: {', '.join(map(str, unknown))[:500]}",
+                               param="models", code="invalid_value")
+    expires = parse_expiry(fields.get("expires") or fields.get("expires_at"))
+    secret, record = await asyncio.to_thread(
+        gw.keys.create, name=fields.get("name"), models=models, budget=fields.get("budget"),
+        rpm=fields.get("rpm"), tpm=fields.get("tpm"), expires_at=expires,
+        budget_period=fields.get("budget_period"))
     gw.key_cache.update(record)
     return json_response(201, {**record.to_public(), "key": secret})
 
@@ -73,9 +76,12 @@ async def list_keys(gw: Gateway, request: Request) -> Response:
 
 async def revoke_key(gw: Gateway, request: Request) -> Response:
     _require_admin(gw, request)
-    record = await asyncio.to_thread(gw.keys.revoke, request.path_params["id"])
+    key_id = request.path_params["id"]
+    record = None
+    if _KEY_ID.fullmatch(key_id):
+        record = await asyncio.to_thread(gw.keys.revoke, key_id)
     if record is None:
-        raise GatewayError(404, f"No key with id {request.path_params['id']}.", param="id",
+        raise GatewayError(404, f"No key with id {key_id[:100]!r}.", param="id",
                            code="key_not_found")
     gw.key_cache.update(record)
     return json_response(200, record.to_public())
@@ -84,19 +90,26 @@ async def revoke_key(gw: Gateway, request: Request) -> Response:
 async def usage_report(gw: Gateway, request: Request) -> Response:
     _require_admin(gw, request)
     q = request.query
-    try:
-        limit = int(q.get("limit", 100))
-        offset = int(q.get("offset", 0))
-    except ValueError:
-        raise GatewayError(400, "limit and offset must be integers", param="limit") from None
+    filters = read(q, USAGE_FILTERS)
+    for name in ("since", "until"):
+        check_time(name, filters.get(name))
+    limit = query_int(q, "limit", LIMIT, 100)
+    offset = query_int(q, "offset", OFFSET, 0)
     await asyncio.to_thread(gw.ledger.flush, 5.0)
-    try:
-        report = await asyncio.to_thread(
-            query_usage, gw.engine, key_id=q.get("key"), model=q.get("model"),
-            since=q.get("since"), until=q.get("until"), limit=limit, offset=offset)
-    except ValueError as exc:
-        raise GatewayError(400, str(exc), param="since") from None
+    report = await asyncio.to_thread(
+        query_usage, gw.engine, key_id=filters.get("key"), model=filters.get("model"),
+        since=filters.get("since"), until=filters.get("until"), limit=limit, offset=offset)
     return json_response(200, report)
+
+
+def check_time(name: str, value: str | None) -> None:
+    """A 400 naming ``name`` unless ``value`` is absent or an ISO 8601 date or time."""
+    if value:
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidField(f"Invalid '{name}': expected an ISO 8601 date or time, got "
+                               f"{value[:100]!r}.", name) from None
 
 
 async def own_key(gw: Gateway, request: Request) -> Response:

@@ -18,6 +18,7 @@ from spaceai.api import metered
 from spaceai.api.http import Request, Response, json_response
 from spaceai.auth import request_token
 from spaceai.catalog import ModelConfig
+from spaceai.fields import INT32_MAX, Int, Rule, Str, read
 from spaceai.gateway import Gateway
 from spaceai.metering.meter import usd
 from spaceai.providers.base import Provider
@@ -25,6 +26,11 @@ from spaceai.types import EmbeddingRequest, GatewayError, Usage
 
 ENDPOINT = "/v1/embeddings"
 MAX_INPUTS = 2048
+OPTIONS: dict[str, Rule] = {
+    "encoding_format": Str(choices=("float", "base64")),
+    "dimensions": Int(1, 65_536),
+    "user": Str(),
+}
 
 
 def _bad(message: str, param: str) -> GatewayError:
@@ -33,7 +39,7 @@ def _bad(message: str, param: str) -> GatewayError:
 
 def _is_tokens(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(
-        isinstance(t, int) and not isinstance(t, bool) for t in value)
+        type(t) is int and 0 <= t <= INT32_MAX for t in value)
 
 
 def parse_embeddings(body: Any) -> EmbeddingRequest:
@@ -61,18 +67,10 @@ def parse_embeddings(body: Any) -> EmbeddingRequest:
         raise _bad("'input' must not contain empty strings.", "input")
     if len(inputs) > MAX_INPUTS:
         raise _bad(f"'input' has {len(inputs)} items; at most {MAX_INPUTS} are allowed.", "input")
-    fmt = body.get("encoding_format")
-    fmt = "float" if fmt is None else fmt
-    if fmt not in ("float", "base64"):
-        raise _bad(f"Invalid value for 'encoding_format': {fmt!r}. Expected 'float' or "
-                   "'base64'.", "encoding_format")
-    dims = body.get("dimensions")
-    if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 1):
-        raise _bad(f"Invalid value for 'dimensions': {dims!r}. Must be a positive integer.",
-                   "dimensions")
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise _bad("'user' must be a string.", "user")
+    options = read(body, OPTIONS)
+    fmt = options.get("encoding_format", "float")
+    dims = options.get("dimensions")
+    user = options.get("user")
     return EmbeddingRequest(model=model, inputs=inputs, encoding_format=fmt, dimensions=dims,
                             user=user)
 

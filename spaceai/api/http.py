@@ -82,9 +82,10 @@ class Request:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def json(self, limit: int) -> Any:
+        """The body as JSON: a 400 if it is not JSON (or not UTF-8), or nested too deeply."""
         raw = await self.body(limit)
         try:
-            return orjson.loads(raw)
+            value = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise GatewayError(
                 400,
@@ -92,6 +93,38 @@ class Request:
                 "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)",
                 code="invalid_json",
             ) from None
+        # a body with fewer brackets than the limit cannot be nested deeper than it
+        if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
+            check_depth(value)
+        return value
+
+
+MAX_JSON_DEPTH = 64
+
+
+def check_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """A 400 naming the top-level field if ``value`` nests arrays/objects deeper than ``limit``.
+
+    Checked once where a body is parsed, so nothing downstream (validation, token estimates,
+    re-encoding for an upstream: orjson stops at 254 levels) ever meets a deeper value.
+    """
+    stack: list[tuple[Any, int, str | None]] = [(value, 1, None)]
+    while stack:
+        node, depth, top = stack.pop()
+        if depth > limit:
+            where = f"'{top}'" if top is not None else "the request body"
+            raise GatewayError(400, f"Invalid {where}: JSON nested too deeply (more than {limit} "
+                               "levels of arrays and objects).", param=top,
+                               code="nested_too_deeply")
+        if type(node) is dict:
+            items = node.items()
+        elif type(node) is list:
+            items = ((top, child) for child in node)
+        else:
+            continue
+        for name, child in items:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1, name if top is None else top))
 
 
 class ClientGone(Exception):

@@ -195,7 +195,7 @@ async def _stream(call: metered.Call, body: dict[str, Any],
 
     try:
         served, (native, first, rest) = await call.gw.router.run(call.model, attempt)
-    except GatewayError as exc:
+    except Exception as exc:
         await metered.failed(call, exc)
         raise
     call.source = rest

@@ -76,17 +76,21 @@ async def settle_unfinished(exc: BaseException) -> None:
     released and the request gets its one row, as an error, with what is known of its usage.
     """
     call = _admitted.get()
-    if call is None or call.meter.done:
-        return
-    if isinstance(exc, GatewayError):
+    if call is not None and not call.meter.done:
         await failed(call, exc)
-    else:
+
+
+async def failed(call: Call, exc: Exception) -> None:
+    """Record a request that failed before any answer, and give its error our headers.
+
+    Any exception settles the reservation (a bug past admission must never lock a key's
+    budget); only a :class:`GatewayError` is the client's to see. Errors the endpoints do
+    not catch reach it through :func:`settle_unfinished`.
+    """
+    if not isinstance(exc, GatewayError):
         await call.meter.finish(call.model, Usage(), "error", 500,
                                 f"internal error: {type(exc).__name__}")
-
-
-async def failed(call: Call, exc: GatewayError) -> None:
-    """Record a request that failed before any answer, and give its error our headers."""
+        return
     usage = exc.usage if isinstance(exc, UpstreamError) else Usage()
     await call.meter.finish(call.model, usage, status_of(exc), exc.status, exc.message)
     exc.headers.update({k.decode(): v.decode() for k, v in call.headers})

@@ -7,7 +7,10 @@ from typing import Any
 import orjson
 
 from spaceai import __version__
-from spaceai.api.http import JSON_CT, Request, Response
+from spaceai.api import admin, embeddings, validation
+from spaceai.api.http import JSON_CT, MAX_JSON_DEPTH, Request, Response
+from spaceai.fields import Rule
+from spaceai.providers.anthropic import reverse
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -40,15 +43,48 @@ def _path_param(name: str) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-def _query(name: str, kind: str = "string") -> dict:
-    return {"name": name, "in": "query", "required": False, "schema": {"type": kind}}
+def _query(name: str, schema: dict[str, Any]) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def _props(rules: dict[str, Rule]) -> dict[str, Any]:
+    """JSON Schema properties from the rules the gateway validates with."""
+    return {name: rule.schema() for name, rule in rules.items()}
+
+
+_STRING = {"type": "string"}
+_CONTENT_PART = {"type": "object", "required": ["type"], "properties": {
+    "type": {"type": "string", "enum": ["text", "image_url"]}, "text": _STRING,
+    "image_url": {"type": "object", "properties": {"url": _STRING}}}}
+_TOOL_CALL = {"type": "object", "required": ["id", "type", "function"], "properties": {
+    "id": _STRING, "type": {"type": "string", "enum": ["function"]},
+    "function": {"type": "object", "required": ["name", "arguments"], "properties": {
+        "name": _STRING, "arguments": _STRING}}}}
+_CHAT_MESSAGE = {"type": "object", "required": ["role", "content"], "properties": {
+    "role": {"type": "string", "enum": list(validation.ROLES[:5])},
+    "content": {"oneOf": [_STRING, {"type": "array", "items": _CONTENT_PART}]},
+    "name": _STRING, "tool_call_id": _STRING,
+    "tool_calls": {"type": "array", "items": _TOOL_CALL}}}
+_TOOL = {"type": "object", "required": ["type", "function"], "properties": {
+    "type": {"type": "string", "enum": ["function"]},
+    "function": {"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"},
+        "description": _STRING, "parameters": {"type": "object"}}}}}
+_ANTHROPIC_BLOCK = {"type": "object", "required": ["type"], "properties": {
+    "type": {"type": "string", "enum": ["text", "image", "tool_use", "tool_result"]},
+    "text": _STRING, "id": _STRING, "name": _STRING, "input": {"type": "object"},
+    "tool_use_id": _STRING, "content": {}, "source": {"type": "object"}}}
+_ANTHROPIC_MESSAGE = {"type": "object", "required": ["role", "content"], "properties": {
+    "role": {"type": "string", "enum": ["user", "assistant"]},
+    "content": {"oneOf": [_STRING, {"type": "array", "items": _ANTHROPIC_BLOCK}]}}}
 
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "SpaceAI", "version": __version__,
              "description": "One OpenAI-compatible API in front of many models, metered to the "
-                            "token."},
+                            "token. Every request body is JSON nested at most "
+                            f"{MAX_JSON_DEPTH} levels deep; anything else is a 400."},
     "paths": {
         "/v1/models": {"get": _op("List models", ok="ModelList")},
         "/v1/models/{id}": {"get": _op("Retrieve a model", ok="Model",
@@ -74,8 +110,9 @@ SPEC: dict[str, Any] = {
         },
         "/v1/responses/{id}/input_items": {"get": _op(
             "The input items of a stored response (OpenAI's list shape)", params=[
-                _path_param("id"), _query("order"), _query("limit", "integer"),
-                _query("after")])},
+                _path_param("id"), _query("order", {"type": "string", "enum": ["asc", "desc"]}),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
+                _query("after", {"type": "string"})])},
         "/v1/key": {"get": _op("The calling key's limits, budget and spend", ok="Key")},
         "/admin/keys": {
             "get": _op("List keys", auth="admin"),
@@ -85,8 +122,8 @@ SPEC: dict[str, Any] = {
         "/admin/keys/{id}": {"delete": _op("Revoke a key", auth="admin", ok="Key",
                                            params=[_path_param("id")])},
         "/admin/usage": {"get": _op("Usage rows and totals", auth="admin", params=[
-            _query("key"), _query("model"), _query("since"), _query("until"),
-            _query("limit", "integer"), _query("offset", "integer")])},
+            *(_query(name, rule.schema()) for name, rule in admin.USAGE_FILTERS.items()),
+            _query("limit", admin.LIMIT.schema()), _query("offset", admin.OFFSET.schema())])},
         "/health/live": {"get": _op("Liveness", auth="none")},
         "/health/ready": {"get": _op("Readiness (database, Redis)", auth="none")},
         "/metrics": {"get": _op("Prometheus metrics (text format)", auth="none")},
@@ -110,34 +147,44 @@ SPEC: dict[str, Any] = {
             "ModelList": {"type": "object", "properties": {
                 "object": {"type": "string", "enum": ["list"]},
                 "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}}}},
-            "ChatCompletionRequest": {"type": "object", "required": ["model", "messages"],
-                                      "properties": {
-                "model": {"type": "string"},
-                "messages": {"type": "array", "minItems": 1, "items": {"type": "object",
-                             "required": ["role"], "properties": {
-                                 "role": {"type": "string", "enum": [
-                                     "system", "developer", "user", "assistant", "tool"]},
-                                 "content": {}}}},
-                "temperature": {"type": "number", "minimum": 0, "maximum": 2, "default": 0.7},
-                "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-                "max_tokens": {"type": "integer", "minimum": 1},
-                "max_completion_tokens": {"type": "integer", "minimum": 1},
-                "stream": {"type": "boolean", "default": False},
-                "stream_options": {"type": "object", "properties": {
-                    "include_usage": {"type": "boolean"}}},
-                "stop": {"oneOf": [{"type": "string"}, {"type": "array", "maxItems": 4,
-                                                         "items": {"type": "string"}}]},
-                "n": {"type": "integer", "minimum": 1, "maximum": 128},
-                "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
-                "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
-                "seed": {"type": "integer"}, "user": {"type": "string"},
-                "tools": {"type": "array"}, "tool_choice": {}, "response_format": {"type": "object"},
-            }},
-            "CompletionRequest": {"type": "object", "required": ["model", "prompt"], "properties": {
-                "model": {"type": "string"}, "prompt": {"type": "string"},
-                "max_tokens": {"type": "integer", "minimum": 1, "default": 16},
-                "temperature": {"type": "number", "minimum": 0, "maximum": 2, "default": 0.7},
-                "stream": {"type": "boolean"}}},
+            "ChatCompletionRequest": {
+                "type": "object", "required": ["model", "messages"],
+                "additionalProperties": False, "properties": {
+                    "model": _STRING,
+                    "messages": {"type": "array", "minItems": 1, "items": _CHAT_MESSAGE},
+                    **_props(validation.SAMPLING),
+                    "temperature": {**validation.SAMPLING["temperature"].schema(),
+                                    "default": validation.DEFAULT_TEMPERATURE},
+                    "stream": {"type": "boolean", "default": False},
+                    "stream_options": {"type": "object", "properties": {
+                        "include_usage": {"type": "boolean"}}},
+                    "stop": {"oneOf": [_STRING, {"type": "array", "maxItems": 4,
+                                                 "items": _STRING}]},
+                    "tools": {"type": "array", "maxItems": 128, "items": _TOOL},
+                    "tool_choice": {"oneOf": [
+                        {"type": "string", "enum": ["none", "auto", "required"]},
+                        {"type": "object", "required": ["type", "function"], "properties": {
+                            "type": {"type": "string", "enum": ["function"]},
+                            "function": {"type": "object", "required": ["name"],
+                                         "properties": {"name": _STRING}}}}]},
+                    "response_format": {"type": "object", "required": ["type"], "properties": {
+                        "type": {"type": "string",
+                                 "enum": ["text", "json_object", "json_schema"]},
+                        "json_schema": {"type": "object"}}},
+                    **_props(validation.PASSTHROUGH),
+                }},
+            "CompletionRequest": {
+                "type": "object", "required": ["model", "prompt"],
+                "additionalProperties": False, "properties": {
+                    "model": _STRING, "prompt": _STRING,
+                    **{k: v for k, v in _props(validation.SAMPLING).items()
+                       if k != "max_completion_tokens"},
+                    "max_tokens": {**validation.SAMPLING["max_tokens"].schema(), "default": 16},
+                    "stream": {"type": "boolean"},
+                    "stop": {"oneOf": [_STRING, {"type": "array", "maxItems": 4,
+                                                 "items": _STRING}]},
+                    **_props(validation.COMPLETION_EXTRA),
+                }},
             "ChatCompletion": {"type": "object", "properties": {
                 "id": {"type": "string"}, "object": {"type": "string", "enum": ["chat.completion"]},
                 "created": {"type": "integer"}, "model": {"type": "string"},
@@ -152,19 +199,28 @@ SPEC: dict[str, Any] = {
                 "prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
                 "total_tokens": {"type": "integer"}, "cost": {"type": "number"}}},
             "EmbeddingRequest": {"type": "object", "required": ["model", "input"], "properties": {
-                "model": {"type": "string"},
-                "input": {"oneOf": [{"type": "string"}, {"type": "array"}]},
-                "encoding_format": {"type": "string", "enum": ["float", "base64"]},
-                "dimensions": {"type": "integer", "minimum": 1}, "user": {"type": "string"}}},
+                "model": _STRING,
+                "input": {"oneOf": [_STRING, {"type": "array", "items": _STRING},
+                                    {"type": "array", "items": {"type": "integer"}}]},
+                **_props(embeddings.OPTIONS)}},
             "MessagesRequest": {"type": "object", "required": ["model", "messages", "max_tokens"],
                                 "properties": {
-                "model": {"type": "string"}, "messages": {"type": "array"},
-                "max_tokens": {"type": "integer", "minimum": 1},
-                "system": {"oneOf": [{"type": "string"}, {"type": "array"}]},
-                "stop_sequences": {"type": "array", "items": {"type": "string"}},
-                "temperature": {"type": "number"}, "top_p": {"type": "number"},
-                "top_k": {"type": "integer"}, "stream": {"type": "boolean"},
-                "tools": {"type": "array"}, "tool_choice": {"type": "object"}}},
+                "model": _STRING,
+                "messages": {"type": "array", "minItems": 1, "items": _ANTHROPIC_MESSAGE},
+                "max_tokens": reverse.MAX_TOKENS.schema(),
+                "system": {"oneOf": [_STRING, {"type": "array", "items": _ANTHROPIC_BLOCK}]},
+                "stop_sequences": {"type": "array", "items": _STRING},
+                "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+                "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+                "top_k": reverse.TOP_K.schema(), "stream": {"type": "boolean"},
+                "metadata": {"type": "object", "properties": {"user_id": _STRING}},
+                "tools": {"type": "array", "items": {"type": "object", "required": ["name"],
+                                                     "properties": {
+                    "name": _STRING, "description": _STRING,
+                    "input_schema": {"type": "object"}}}},
+                "tool_choice": {"type": "object", "required": ["type"], "properties": {
+                    "type": {"type": "string", "enum": ["auto", "any", "tool", "none"]},
+                    "name": _STRING}}}},
             "ResponsesRequest": {"type": "object", "required": ["model", "input"],
                                  "properties": {
                 "model": {"type": "string"},
@@ -197,11 +253,10 @@ SPEC: dict[str, Any] = {
                     "input_tokens_details": {"type": "object"},
                     "output_tokens_details": {"type": "object"}}}}},
             "KeyCreate": {"type": "object", "properties": {
-                "name": {"type": "string"}, "models": {"type": "array", "items": {"type": "string"}},
-                "budget": {"type": "number"}, "budget_period": {"type": "string",
-                                                                  "enum": ["monthly"]},
-                "rpm": {"type": "integer"}, "tpm": {"type": "integer"},
-                "expires": {"type": "string", "description": "ISO 8601 or a duration like 30d"}}},
+                **_props(admin.CREATE_FIELDS),
+                "models": {"type": "array", "items": _STRING},
+                "expires": {**admin.CREATE_FIELDS["expires"].schema(),
+                            "description": "ISO 8601 or a duration like 30d"}}},
             "Key": {"type": "object", "properties": {
                 "id": {"type": "string"}, "name": {"type": ["string", "null"]},
                 "prefix": {"type": "string"}, "models": {"type": ["array", "null"]},

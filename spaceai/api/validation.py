@@ -8,6 +8,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from spaceai.fields import (
+    INT32_MAX,
+    INT64_MAX,
+    INT64_MIN,
+    Bool,
+    Int,
+    InvalidField,
+    Num,
+    OneOf,
+    Rule,
+    Str,
+    read,
+)
+from spaceai.fields import type_name as _type_name
 from spaceai.types import ChatRequest, GatewayError
 
 DEFAULT_TEMPERATURE = 0.7
@@ -15,89 +29,58 @@ ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _PART_TYPES = {"text", "image_url", "input_audio", "file", "refusal"}
 
-# OpenAI parameters passed through after a type check (name -> accepted python types)
-_PASSTHROUGH: dict[str, tuple[type, ...]] = {
-    "logit_bias": (dict,),
-    "logprobs": (bool,),
-    "top_logprobs": (int,),
-    "parallel_tool_calls": (bool,),
-    "store": (bool,),
-    "metadata": (dict,),
-    "reasoning_effort": (str,),
-    "modalities": (list,),
-    "audio": (dict,),
-    "prediction": (dict,),
-    "service_tier": (str,),
-    "verbosity": (str,),
-    "web_search_options": (dict,),
-    "prompt_cache_key": (str,),
-    "safety_identifier": (str,),
-    "functions": (list,),
-    "function_call": (str, dict),
-    "top_k": (int,),
+_OBJECT = OneOf((dict,), "an object")
+_ARRAY = OneOf((list,), "an array")
+
+# sampling and output parameters shared by chat and legacy completions (stream apart)
+SAMPLING: dict[str, Rule] = {
+    "temperature": Num(0, 2),
+    "top_p": Num(0, 1),
+    "presence_penalty": Num(-2, 2),
+    "frequency_penalty": Num(-2, 2),
+    "max_tokens": Int(1, INT32_MAX),
+    "max_completion_tokens": Int(1, INT32_MAX),
+    "n": Int(1, 128),
+    "seed": Int(INT64_MIN, INT64_MAX),
+    "user": Str(),
+}
+
+_STREAM: dict[str, Rule] = {"stream": Bool()}
+
+# OpenAI chat parameters passed through after a check
+PASSTHROUGH: dict[str, Rule] = {
+    "logit_bias": _OBJECT,
+    "logprobs": Bool(),
+    "top_logprobs": Int(0, 20),
+    "parallel_tool_calls": Bool(),
+    "store": Bool(),
+    "metadata": _OBJECT,
+    "reasoning_effort": Str(),
+    "modalities": _ARRAY,
+    "audio": _OBJECT,
+    "prediction": _OBJECT,
+    "service_tier": Str(),
+    "verbosity": Str(),
+    "web_search_options": _OBJECT,
+    "prompt_cache_key": Str(),
+    "safety_identifier": Str(),
+    "functions": _ARRAY,
+    "function_call": OneOf((str, dict), "a string or an object"),
+    "top_k": Int(0, INT32_MAX),
+}
+
+# the legacy completion's own parameters
+COMPLETION_EXTRA: dict[str, Rule] = {
+    "echo": Bool(),
+    "suffix": Str(),
+    "best_of": Int(1, 20),
+    "logprobs": Int(0, 5),
+    "logit_bias": _OBJECT,
 }
 
 
 def bad(message: str, param: str | None, code: str = "invalid_value") -> GatewayError:
-    return GatewayError(400, message, type="invalid_request_error", param=param, code=code)
-
-
-def _type_name(value: Any) -> str:
-    return {
-        bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
-        dict: "object", type(None): "null",
-    }.get(type(value), type(value).__name__)
-
-
-def _number(body: dict, name: str, lo: float, hi: float) -> float | None:
-    if name not in body or body[name] is None:
-        return None
-    v = body[name]
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise bad(f"Invalid type for '{name}': expected a number, but got {_type_name(v)}.",
-                  name, "invalid_type")
-    if not lo <= v <= hi:
-        raise bad(f"Invalid value for '{name}': {v} is not between {lo:g} and {hi:g}.", name)
-    return v
-
-
-def _integer(body: dict, name: str, lo: int | None = None, hi: int | None = None) -> int | None:
-    if name not in body or body[name] is None:
-        return None
-    v = body[name]
-    if isinstance(v, bool) or not isinstance(v, int):
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        else:
-            raise bad(f"Invalid type for '{name}': expected an integer, but got {_type_name(v)}.",
-                      name, "invalid_type")
-    if lo is not None and v < lo:
-        raise bad(f"Invalid '{name}': integer below minimum value. Expected a value >= {lo}, "
-                  f"but got {v} instead.", name, "integer_below_min_value")
-    if hi is not None and v > hi:
-        raise bad(f"Invalid '{name}': integer above maximum value. Expected a value <= {hi}, "
-                  f"but got {v} instead.", name, "integer_above_max_value")
-    return v
-
-
-def _boolean(body: dict, name: str) -> bool | None:
-    if name not in body or body[name] is None:
-        return None
-    v = body[name]
-    if not isinstance(v, bool):
-        raise bad(f"Invalid type for '{name}': expected a boolean, but got {_type_name(v)}.",
-                  name, "invalid_type")
-    return v
-
-
-def _string(body: dict, name: str) -> str | None:
-    if name not in body or body[name] is None:
-        return None
-    v = body[name]
-    if not isinstance(v, str):
-        raise bad(f"Invalid type for '{name}': expected a string, but got {_type_name(v)}.",
-                  name, "invalid_type")
-    return v
+    return InvalidField(message, param, code)
 
 
 def _stop(body: dict) -> list[str] | None:
@@ -147,6 +130,21 @@ def _content(msg: dict, i: int, role: str) -> None:
                           f"{pparam}.image_url.url", "missing_required_parameter")
 
 
+def _tool_calls(calls: Any, i: int, role: str) -> None:
+    param = f"messages[{i}].tool_calls"
+    if role != "assistant":
+        raise bad(f"Invalid parameter: '{param}' is only allowed on assistant messages, not on "
+                  f"'{role}' messages.", param)
+    if not isinstance(calls, list):
+        raise bad(f"Invalid type for '{param}': expected an array.", param, "invalid_type")
+    for j, call in enumerate(calls):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not (isinstance(fn, dict) and isinstance(fn.get("name"), str)
+                and isinstance(fn.get("arguments", ""), str) and isinstance(call.get("id"), str)):
+            raise bad(f"Invalid '{param}[{j}]': expected an object with 'id', 'type' and "
+                      "'function' {name, arguments} (arguments a JSON string).", f"{param}[{j}]")
+
+
 def _messages(body: dict) -> list[dict]:
     if "messages" not in body or body["messages"] is None:
         raise bad("Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
@@ -172,19 +170,8 @@ def _messages(body: dict) -> list[dict]:
         if role == "tool" and not isinstance(msg.get("tool_call_id"), str):
             raise bad(f"Missing required parameter: 'messages[{i}].tool_call_id'.",
                       f"messages[{i}].tool_call_id", "missing_required_parameter")
-        if role == "assistant" and msg.get("tool_calls") is not None:
-            calls = msg["tool_calls"]
-            if not isinstance(calls, list):
-                raise bad(f"Invalid type for 'messages[{i}].tool_calls': expected an array.",
-                          f"messages[{i}].tool_calls", "invalid_type")
-            for j, call in enumerate(calls):
-                fn = call.get("function") if isinstance(call, dict) else None
-                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(
-                    call.get("id"), str
-                ):
-                    raise bad(f"Invalid 'messages[{i}].tool_calls[{j}]': expected an object with "
-                              "'id', 'type' and 'function' {name, arguments}.",
-                              f"messages[{i}].tool_calls[{j}]")
+        if msg.get("tool_calls") is not None:
+            _tool_calls(msg["tool_calls"], i, role)
         if "name" in msg and msg["name"] is not None and not isinstance(msg["name"], str):
             raise bad(f"Invalid type for 'messages[{i}].name': expected a string.",
                       f"messages[{i}].name", "invalid_type")
@@ -258,24 +245,12 @@ def _response_format(body: dict) -> None:
 
 def _common(body: dict, params: dict[str, Any]) -> tuple[bool, bool]:
     """Sampling and streaming parameters shared by chat and legacy completions."""
-    temperature = _number(body, "temperature", 0, 2)
-    params["temperature"] = DEFAULT_TEMPERATURE if temperature is None else temperature
-    for name, lo, hi in (("top_p", 0, 1), ("presence_penalty", -2, 2), ("frequency_penalty", -2, 2)):
-        v = _number(body, name, lo, hi)
-        if v is not None:
-            params[name] = v
-    for name, lo, hi in (("max_tokens", 1, None), ("max_completion_tokens", 1, None),
-                         ("n", 1, 128), ("seed", None, None)):
-        v = _integer(body, name, lo, hi)
-        if v is not None:
-            params[name] = v
-    user = _string(body, "user")
-    if user is not None:
-        params["user"] = user
+    params.update(read(body, SAMPLING))
+    params.setdefault("temperature", DEFAULT_TEMPERATURE)
     stop = _stop(body)
     if stop:
         params["stop"] = stop
-    stream = bool(_boolean(body, "stream"))
+    stream = bool(read(body, _STREAM).get("stream"))
     include_usage = False
     so = body.get("stream_options")
     if so is not None:
@@ -308,7 +283,7 @@ _CHAT_KNOWN = {
     "model", "messages", "temperature", "top_p", "n", "stream", "stream_options", "stop",
     "max_tokens", "max_completion_tokens", "presence_penalty", "frequency_penalty", "seed", "user",
     "tools", "tool_choice", "response_format",
-} | set(_PASSTHROUGH)
+} | set(PASSTHROUGH)
 
 
 def _unknown(body: dict, known: set[str]) -> None:
@@ -316,19 +291,6 @@ def _unknown(body: dict, known: set[str]) -> None:
         if name not in known:
             raise bad(f"Unrecognized request argument supplied: {name}", name,
                       "unknown_parameter")
-
-
-def _passthrough(body: dict, params: dict[str, Any]) -> None:
-    for name, types in _PASSTHROUGH.items():
-        if name in body and body[name] is not None:
-            v = body[name]
-            if isinstance(v, bool) and bool not in types:
-                raise bad(f"Invalid type for '{name}'.", name, "invalid_type")
-            if not isinstance(v, types):
-                raise bad(f"Invalid type for '{name}': got {_type_name(v)}.", name, "invalid_type")
-            params[name] = v
-    if "top_logprobs" in params and not 0 <= params["top_logprobs"] <= 20:
-        raise bad("Invalid 'top_logprobs': expected a value between 0 and 20.", "top_logprobs")
 
 
 def parse_chat(body: Any) -> ChatRequest:
@@ -344,7 +306,7 @@ def parse_chat(body: Any) -> ChatRequest:
     for name in ("tools", "tool_choice", "response_format"):
         if body.get(name) is not None:
             params[name] = body[name]
-    _passthrough(body, params)
+    params.update(read(body, PASSTHROUGH))
     return ChatRequest(model=model, messages=messages, params=params, stream=stream,
                        include_usage=include_usage)
 
@@ -372,13 +334,6 @@ def parse_completion(body: Any) -> ChatRequest:
     stream, include_usage = _common(body, params)
     if "max_tokens" not in params:
         params["max_tokens"] = 16  # OpenAI's default for legacy completions
-    for name, types in (("echo", (bool,)), ("suffix", (str,)), ("best_of", (int,)),
-                        ("logprobs", (int,)), ("logit_bias", (dict,))):
-        if body.get(name) is not None:
-            if not isinstance(body[name], types) or (
-                isinstance(body[name], bool) and bool not in types
-            ):
-                raise bad(f"Invalid type for '{name}'.", name, "invalid_type")
-            params[name] = body[name]
+    params.update(read(body, COMPLETION_EXTRA))
     return ChatRequest(model=model, messages=[], params=params, stream=stream,
                        include_usage=include_usage, prompt=prompt)

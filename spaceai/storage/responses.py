@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +18,8 @@ import sqlalchemy as sa
 
 from spaceai.keys import now
 from spaceai.storage.tables import responses
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # the shape of every id this store hands out
 
 log = logging.getLogger("spaceai.storage.responses")
 
@@ -77,6 +80,8 @@ class ResponseStore:
 
     async def get(self, response_id: str, key_id: str) -> StoredResponse | None:
         """The response, if it exists and belongs to ``key_id``."""
+        if not _ID.fullmatch(response_id):  # no id we made (NUL, 5,000 characters...)
+            return None
         query = sa.select(responses).where(responses.c.id == response_id,
                                            responses.c.key_id == key_id)
         row = await asyncio.to_thread(self._first, query)
@@ -86,6 +91,8 @@ class ResponseStore:
                               row.context)
 
     async def delete(self, response_id: str, key_id: str) -> bool:
+        if not _ID.fullmatch(response_id):
+            return False
         query = responses.delete().where(responses.c.id == response_id,
                                          responses.c.key_id == key_id)
         return bool(await asyncio.to_thread(self._run, query))

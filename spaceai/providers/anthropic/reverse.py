@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from spaceai.fields import INT32_MAX, Int
 from spaceai.providers.anthropic.errors import to_anthropic_error
 from spaceai.types import ChatRequest, GatewayError, Usage
 
@@ -22,6 +23,9 @@ FINISH_TO_STOP = {
     "function_call": "tool_use",
     "content_filter": "refusal",
 }
+
+MAX_TOKENS = Int(1, INT32_MAX)
+TOP_K = Int(0, INT32_MAX)
 
 
 def _bad(message: str, param: str | None = None) -> GatewayError:
@@ -45,7 +49,8 @@ def _system_text(system: Any) -> str:
 
 
 def _image_part(block: dict[str, Any]) -> dict[str, Any]:
-    src = block.get("source") or {}
+    src = block.get("source")
+    src = src if isinstance(src, dict) else {}
     if src.get("type") == "base64" and src.get("media_type") and src.get("data"):
         url = f"data:{src['media_type']};base64,{src['data']}"
     elif src.get("type") == "url" and src.get("url"):
@@ -330,11 +335,9 @@ def messages_to_chat_request(body: Any) -> ChatRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _bad("model: field required", "model")
-    max_tokens = body.get("max_tokens")
-    if max_tokens is None:
+    if body.get("max_tokens") is None:
         raise _bad("max_tokens: field required", "max_tokens")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise _bad("max_tokens must be a positive integer", "max_tokens")
+    max_tokens = MAX_TOKENS.check("max_tokens", body["max_tokens"])
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise _bad("messages: field required (a non-empty list)", "messages")
@@ -354,8 +357,8 @@ def messages_to_chat_request(body: Any) -> ChatRequest:
     params["temperature"] = 1.0 if temperature is None else temperature
     if (top_p := _number(body, "top_p", 0, 1)) is not None:
         params["top_p"] = top_p
-    if (top_k := _number(body, "top_k", 0, None)) is not None:
-        params["top_k"] = int(top_k)
+    if body.get("top_k") is not None:
+        params["top_k"] = TOP_K.check("top_k", body["top_k"])
     stops = body.get("stop_sequences")
     if stops is not None:
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
