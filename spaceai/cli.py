@@ -112,7 +112,7 @@ def multi_process_problem(settings: Settings, workers: int) -> str | None:
 
 @main.group()
 def keys() -> None:
-    """Create, list and revoke API keys."""
+    """Create, list, update and revoke API keys."""
 
 
 @keys.command("create")
@@ -180,6 +180,70 @@ def keys_revoke(key_id: str, config: str | None, as_json: bool) -> None:
         _emit(record.to_public())
     else:
         click.echo(f"revoked {key_id}")
+
+
+def _clearable(value: str | None, convert, label: str):  # noqa: ANN001, ANN202
+    """(given, value): ``none`` removes the limit."""
+    if value is None:
+        return False, None
+    if value.strip().lower() in ("none", "null", ""):
+        return True, None
+    try:
+        return True, convert(value)
+    except ValueError:
+        raise click.UsageError(f"{label}: expected a number or 'none', got {value!r}") from None
+
+
+@keys.command("update")
+@click.argument("key_id")
+@click.option("--name", default=None)
+@click.option("--models", default=None,
+              help="Comma-separated model ids this key may use ('all' for every model).")
+@click.option("--budget", default=None, help="Budget in USD ('none' removes it).")
+@click.option("--rpm", default=None, help="Requests per minute ('none' removes the limit).")
+@click.option("--tpm", default=None, help="Tokens per minute ('none' removes the limit).")
+@click.option("--expires", default=None,
+              help="ISO 8601 date/time, a duration like 30d, or 'never'.")
+@config_option
+@json_option
+def keys_update(key_id, name, models, budget, rpm, tpm, expires, config, as_json) -> None:  # noqa: ANN001
+    """Change an existing key's limits; they hold from its next request, in every process."""
+    from spaceai.catalog import Catalog
+    from spaceai.keys import parse_expiry
+
+    changes: dict[str, Any] = {}
+    if name is not None:
+        changes["name"] = name
+    if models is not None:
+        model_list = [m.strip() for m in models.split(",") if m.strip()]
+        if model_list in ([], ["all"]):
+            changes["models"] = None
+        else:
+            catalog = Catalog.load(Settings.load(config).config_path)
+            unknown = [m for m in model_list if catalog.get(m) is None]
+            if unknown:
+                raise click.UsageError(f"unknown models: {', '.join(unknown)}")
+            changes["models"] = model_list
+    for label, raw, convert in (("budget", budget, float), ("rpm", rpm, int), ("tpm", tpm, int)):
+        given, value = _clearable(raw, convert, label)
+        if given:
+            changes[label] = value
+    if expires is not None:
+        try:
+            changes["expires_at"] = (None if expires.strip().lower() in ("never", "none")
+                                     else parse_expiry(expires))
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    try:
+        record = _store(config).update(key_id, **changes)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if record is None:
+        raise click.ClickException(f"no key with id {key_id}")
+    if as_json:
+        _emit(record.to_public())
+    else:
+        click.echo(f"updated {key_id}")
 
 
 @main.command()

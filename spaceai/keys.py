@@ -204,3 +204,39 @@ class KeyStore:
                 .values(revoked=True, updated_at=now())
             )
         return self.get(key_id) if res.rowcount else None
+
+    def update(self, key_id: str, **changes: Any) -> KeyRecord | None:
+        """Change a key's ``name``, ``models``, ``budget`` (USD), ``rpm``, ``tpm`` or
+        ``expires_at``; a value of None removes that limit. None if there is no such key.
+
+        ``updated_at`` moves, so every gateway process's key cache picks the change up within
+        its poll interval; budgets and rate limits are read from the cached record at each
+        admission, so the new limits hold from the next request on.
+        """
+        allowed = {"name", "models", "budget", "rpm", "tpm", "expires_at"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"cannot change {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        if "name" in changes:
+            values["name"] = changes["name"]
+        if "models" in changes:
+            models = changes["models"]
+            values["models"] = sorted(set(models)) if models is not None else None
+        if "budget" in changes:
+            budget = changes["budget"]
+            if budget is not None and budget < 0:
+                raise ValueError("budget must be >= 0")
+            values["budget_nanos"] = usd_to_nanos(budget) if budget is not None else None
+        for label in ("rpm", "tpm"):
+            if label in changes:
+                v = changes[label]
+                if v is not None and v <= 0:
+                    raise ValueError(f"{label} must be a positive integer")
+                values[label] = v
+        if "expires_at" in changes:
+            values["expires_at"] = changes["expires_at"]
+        values["updated_at"] = now()
+        with self.engine.begin() as conn:
+            res = conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(**values))
+        return self.get(key_id) if res.rowcount else None

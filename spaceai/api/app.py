@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from spaceai.api import admin, completions, embeddings, health, messages, metered, models
+from spaceai.api import admin, completions, console, embeddings, health, messages, metered, models
 from spaceai.api.http import ClientGone, Request, error_response, json_response
 from spaceai.api.metrics import metrics_endpoint
 from spaceai.api.openapi import openapi_response
@@ -38,12 +38,19 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/metrics"): metrics_endpoint,
     ("GET", "/openapi.json"): openapi_response,
     ("GET", "/"): docs_page,
+    ("GET", "/console"): console.console_page,
+    ("GET", "/admin/overview"): console.overview,
+    ("GET", "/admin/requests"): console.requests,
+    ("GET", "/admin/models"): console.models,
+    ("GET", "/admin/keys/activity"): console.key_activity,
 }
 # routes with one trailing path parameter: (method, prefix) -> (handler, parameter name)
 PREFIX_ROUTES: dict[tuple[str, str], tuple[Handler, str]] = {
     ("GET", "/v1/models/"): (models.get_model, "id"),
     ("DELETE", "/admin/keys/"): (admin.revoke_key, "id"),
     ("GET", "/static/"): (static_file, "path"),
+    ("PATCH", "/admin/keys/"): (console.update_key, "id"),
+    ("GET", "/console/"): (console.console_file, "path"),
 }
 
 

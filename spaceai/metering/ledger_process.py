@@ -34,6 +34,8 @@ from typing import Any
 
 import orjson
 
+from spaceai.metering import rollup
+
 log = logging.getLogger("spaceai.ledger")
 
 # column bounds of the usage table (see storage/tables.py): a row is repaired to fit them
@@ -82,6 +84,7 @@ class Store:
         self.rid = fields.index("request_id")
         self.key = fields.index("key_id")
         self.cost = fields.index("cost_nanos")
+        self.index = {name: i for i, name in enumerate(fields)}
         self._repairs = [self._repairer(name) for name in fields]
         self.db: Any = None
         self.dead = 0
@@ -125,6 +128,7 @@ class Store:
         self.insert_sql = f"INSERT INTO usage ({', '.join(self.fields)}) VALUES ({marks})"
         self.spend_sql = (f"UPDATE api_keys SET spend_nanos = spend_nanos + {self.mark} "
                           f"WHERE id = {self.mark}")
+        self.rollup_sql = rollup.upsert_sql(self.mark)
         self.dead_sql = ("INSERT INTO usage_dead_letters (request_id, payload, reason, created_at)"
                          f" VALUES ({self.mark}, {self.mark}, {self.mark}, {self.mark})")
         self.db = conn
@@ -161,7 +165,7 @@ class Store:
         return found
 
     def _insert(self, rows: list[list]) -> list[list]:
-        """One transaction: the rows not already in the ledger, and their keys' spend."""
+        """One transaction: the rows not already in the ledger, their keys' spend, the rollup."""
         cur = self.db.cursor()
         cur.execute("BEGIN IMMEDIATE" if self.kind == "sqlite" else "BEGIN")
         try:
@@ -179,6 +183,9 @@ class Store:
                 cur.executemany(self.insert_sql, fresh)
             if spend:
                 cur.executemany(self.spend_sql, [(n, k) for k, n in spend.items()])
+            if fresh:
+                groups = rollup.aggregate(fresh, self.index)
+                cur.executemany(self.rollup_sql, rollup.upsert_params(groups))
             cur.execute("COMMIT")
             return fresh
         except BaseException:

@@ -67,3 +67,21 @@ usage_dead_letters = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# the ledger summed per UTC hour, key and model, kept by the ledger writer in the same
+# transaction as the rows (see spaceai/metering/rollup.py): overviews never scan the ledger
+usage_rollup = sa.Table(
+    "usage_rollup",
+    metadata,
+    sa.Column("hour", sa.Integer, primary_key=True),  # hours since the epoch, UTC
+    sa.Column("key_id", sa.String(32), primary_key=True),  # "" for rows without a key
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("errors", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("prompt_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("completion_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cost_nanos", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("latency_ms_sum", sa.Float, nullable=False, server_default="0"),
+    *[sa.Column(f"lat_{i:02d}", sa.BigInteger, nullable=False, server_default="0")
+      for i in range(40)],
+)

@@ -1,0 +1,178 @@
+"""Reading the rollup and the ledger for the console: overviews over time, the request log.
+
+The overview never scans the ledger: it sums the ``usage_rollup`` rows (one per hour, key and
+model) of its window, so it answers in milliseconds however many requests were made.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from spaceai.keys import nanos_to_usd
+from spaceai.metering import rollup
+from spaceai.metering.usage import _parse_when, _row
+from spaceai.storage.tables import api_keys, usage, usage_rollup
+
+WINDOWS = {"24h": 24, "7d": 7 * 24, "30d": 30 * 24}
+BUCKETS = {"hour": 1, "day": 24}
+DEFAULT_BUCKET = {"24h": "hour", "7d": "day", "30d": "day"}
+_SUMS = [usage_rollup.c[c] for c in rollup.SUM_COLUMNS]
+_BINS = [usage_rollup.c[c] for c in rollup.BIN_COLUMNS]
+
+
+def _iso_hour(hour: int) -> str:
+    return datetime.fromtimestamp(hour * 3600, UTC).isoformat()
+
+
+def _figures(sums: Any) -> dict[str, Any]:
+    """Figures of one group from its summed columns (the SUM_COLUMNS, then the bins)."""
+    n, errors, prompt, completion, cost, latency = (sums[i] or 0 for i in range(6))
+    bins = [int(v or 0) for v in sums[6:6 + rollup.BINS]]
+    return {"requests": int(n), "errors": int(errors), "prompt_tokens": int(prompt),
+            "completion_tokens": int(completion), "cost": nanos_to_usd(int(cost)),
+            "avg_latency_ms": round(float(latency) / n, 3) if n else None,
+            "p50_latency_ms": rollup.percentile(bins, 0.5),
+            "p95_latency_ms": rollup.percentile(bins, 0.95), "_bins": bins}
+
+
+def overview(engine: sa.Engine, window: str = "24h", bucket: str | None = None,
+             key_id: str | None = None, model: str | None = None,
+             now: float | None = None) -> dict[str, Any]:
+    """Spend, requests, errors, tokens and latency per time bucket, per key and per model."""
+    if window not in WINDOWS:
+        raise ValueError(f"window must be one of {', '.join(WINDOWS)}")
+    bucket = bucket or DEFAULT_BUCKET[window]
+    if bucket not in BUCKETS:
+        raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
+    size = BUCKETS[bucket]
+    count = -(-WINDOWS[window] // size)
+    current = int((time.time() if now is None else now) // 3600) // size
+    first = (current - count + 1) * size  # hour the first bucket starts
+    conds = [usage_rollup.c.hour >= first]
+    if key_id:
+        conds.append(usage_rollup.c.key_id == key_id)
+    if model:
+        conds.append(usage_rollup.c.model == model)
+    where = sa.and_(*conds)
+    sums = [sa.func.sum(c) for c in _SUMS + _BINS]
+    slot = usage_rollup.c.hour if size == 1 else usage_rollup.c.hour // size
+    with engine.connect() as conn:
+        by_time = conn.execute(sa.select(slot.label("b"), *sums).where(where)
+                               .group_by(sa.literal_column("b"))).all()
+        by_key = conn.execute(sa.select(usage_rollup.c.key_id, *sums).where(where)
+                              .group_by(usage_rollup.c.key_id)).all()
+        by_model = conn.execute(sa.select(usage_rollup.c.model, *sums).where(where)
+                                .group_by(usage_rollup.c.model)).all()
+        split = conn.execute(sa.select(slot.label("b"), usage_rollup.c.key_id,
+                                       usage_rollup.c.model, sa.func.sum(usage_rollup.c.cost_nanos),
+                                       sa.func.sum(usage_rollup.c.requests))
+                             .where(where).group_by(sa.literal_column("b"), usage_rollup.c.key_id,
+                                                    usage_rollup.c.model)).all()
+        names = dict(conn.execute(sa.select(api_keys.c.id, api_keys.c.name)).all())
+    slots = {int(r[0]) - first // size: r[1:] for r in by_time}
+    empty = [0] * (len(rollup.SUM_COLUMNS) + rollup.BINS)
+    buckets = []
+    totals_acc = [0] * len(empty)
+    for i in range(count):
+        row = slots.get(i, empty)
+        totals_acc = [a + (b or 0) for a, b in zip(totals_acc, row, strict=True)]
+        figures = _figures(row)
+        del figures["_bins"]
+        buckets.append({"start": _iso_hour(first + i * size), **figures})
+    totals = _figures(totals_acc)
+    del totals["_bins"]
+
+    def groups(rows: list, label: str) -> list[dict[str, Any]]:
+        out = []
+        for r in rows:
+            figures = _figures(r[1:])
+            del figures["_bins"]
+            ident = r[0] if label == "model" else (r[0] or None)
+            entry = {label: ident, **figures}
+            if label == "key_id":
+                entry["name"] = names.get(r[0])
+            out.append(entry)
+        return sorted(out, key=lambda g: (-(g["cost"] or 0), -g["requests"]))
+
+    series: dict[str, dict[str, dict[str, list]]] = {"key_id": {}, "model": {}}
+    for b, key, mdl, cost, n in split:
+        i = int(b) - first // size
+        for label, ident in (("key_id", key or ""), ("model", mdl)):
+            s = series[label].setdefault(ident, {"cost_nanos": [0] * count,
+                                                 "requests": [0] * count})
+            s["cost_nanos"][i] += int(cost or 0)
+            s["requests"][i] += int(n or 0)
+    return {
+        "object": "overview",
+        "window": window,
+        "bucket": bucket,
+        "since": _iso_hour(first),
+        "key": key_id,
+        "model": model,
+        "buckets": buckets,
+        "totals": totals,
+        "by_key": groups(by_key, "key_id"),
+        "by_model": groups(by_model, "model"),
+        "series": {label: [{label: ident or None, "cost": [nanos_to_usd(c) for c in s["cost_nanos"]],
+                            "requests": s["requests"]}
+                           for ident, s in sorted(items.items())]
+                   for label, items in series.items()},
+        "names": {k: v for k, v in names.items()},
+    }
+
+
+def request_log(engine: sa.Engine, key_id: str | None = None, model: str | None = None,
+                status: str | None = None, since: str | None = None, until: str | None = None,
+                before: int | None = None, limit: int = 50) -> dict[str, Any]:
+    """Ledger rows, newest first, ``limit`` at a time; ``before`` (a row id) pages back.
+
+    ``status`` is ``ok``, ``error`` (anything not ok), a row status (``refused``, ``timeout``,
+    ...) or an HTTP status code.
+    """
+    conds = []
+    if key_id:
+        conds.append(usage.c.key_id == key_id)
+    if model:
+        conds.append(usage.c.model == model)
+    if status:
+        if status.isdigit():
+            conds.append(usage.c.http_status == int(status))
+        elif status == "error":
+            conds.append(usage.c.status != "ok")
+        else:
+            conds.append(usage.c.status == status)
+    if (s := _parse_when(since)) is not None:
+        conds.append(usage.c.created_at >= s)
+    if (u := _parse_when(until)) is not None:
+        conds.append(usage.c.created_at < u)
+    if before is not None:
+        conds.append(usage.c.id < before)
+    limit = max(1, min(limit, 500))
+    q = (sa.select(usage, api_keys.c.name.label("key_name"))
+         .select_from(usage.outerjoin(api_keys, api_keys.c.id == usage.c.key_id))
+         .where(sa.and_(sa.true(), *conds)).order_by(usage.c.id.desc()).limit(limit + 1))
+    with engine.connect() as conn:
+        rows = conn.execute(q).all()
+    data = [{**_row(r), "key_name": r.key_name} for r in rows[:limit]]
+    return {"object": "list", "data": data, "has_more": len(rows) > limit,
+            "next_before": data[-1]["id"] if len(rows) > limit else None}
+
+
+def last_used(engine: sa.Engine) -> dict[str, str | None]:
+    """When each key was last used (its newest ledger row), by key id."""
+    with engine.connect() as conn:
+        ids = [r[0] for r in conn.execute(sa.select(api_keys.c.id)).all()]
+        out = {}
+        for key_id in ids:  # one index probe per key: (key_id, created_at)
+            at = conn.execute(sa.select(sa.func.max(usage.c.created_at))
+                              .where(usage.c.key_id == key_id)).scalar()
+            if isinstance(at, str):
+                at = datetime.fromisoformat(at)
+            if at is not None and at.tzinfo is None:
+                at = at.replace(tzinfo=UTC)
+            out[key_id] = at.isoformat() if at is not None else None
+    return out
