@@ -61,15 +61,16 @@ def _rollup_from_ledger(engine: sa.Engine) -> dict[tuple, list]:
     index = {n: i for i, n in enumerate(["created_at", "key_id", "model", "status",
                                          "prompt_tokens", "completion_tokens", "cost_nanos",
                                          "latency_ms"])}
-    return rollup.aggregate(rows, index)
+    return rollup.expand(rollup.aggregate(rows, index))
 
 
 def _rollup_table(engine: sa.Engine) -> dict[tuple, list]:
     cols = rollup.SUM_COLUMNS + rollup.BIN_COLUMNS
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
-            f"SELECT hour, key_id, model, {', '.join(cols)} FROM usage_rollup")).all()
-    return {(r[0], r[1], r[2]): list(r[3:]) for r in rows}
+            f"SELECT span_hours, start_hour, key_id, model, {', '.join(cols)} "
+            "FROM usage_rollup")).all()
+    return {(r[0], r[1], r[2], r[3]): list(r[4:]) for r in rows}
 
 
 def _assert_agree(engine: sa.Engine) -> None:
@@ -280,8 +281,12 @@ def test_migration_sums_existing_ledger_rows_into_the_rollup(tmp_path):
                  "at": (start + timedelta(minutes=i)).replace(tzinfo=None).isoformat(" ")})
     migrate(url)
     _assert_agree(engine)
-    assert sum(v[0] for v in _rollup_table(engine).values()) == 50
-    assert len({g[0] for g in _rollup_table(engine)}) == 2  # two hours
+    table = _rollup_table(engine)
+    for span in (1, 24):  # every row counted once per span, in its key's rows and in "*"
+        assert sum(v[0] for g, v in table.items() if g[0] == span and g[2] != "*") == 50
+        assert sum(v[0] for g, v in table.items() if g[0] == span and g[2] == "*") == 50
+    assert len({g[1] for g in table if g[0] == 1}) == 2  # two hours
+    assert len({g[1] for g in table if g[0] == 24}) == 1  # one day
 
 
 def test_rollup_percentiles_are_within_one_histogram_bin_of_the_exact_ones():
@@ -299,3 +304,49 @@ def test_rollup_percentiles_are_within_one_histogram_bin_of_the_exact_ones():
             estimate = rollup.percentile(counts, q)
             assert exact / 2 ** 0.5 <= estimate <= exact * 2 ** 0.5 or abs(estimate - exact) < 1
     assert rollup.percentile([0] * rollup.BINS, 0.5) is None
+
+
+def test_overview_over_a_month_of_rows_equals_the_ledger_for_every_window(tmp_path):
+    """Rows spread over 40 days: hour and day rollup rows stitched at the window's edges."""
+    import random
+
+    from spaceai.metering.ledger_process import Store
+    from spaceai.metering.overview import overview
+    from spaceai.metering.usage import query_usage
+    from spaceai.storage.db import create_engine, migrate
+
+    path = tmp_path / "month.db"
+    url = f"sqlite:///{path}"
+    migrate(url)
+    engine = create_engine(url)
+    store = Store("sqlite", str(path), _fields(), str(tmp_path))
+    rng = random.Random(3)
+    now = datetime.now(UTC)
+    rows = []
+    for i in range(3000):
+        at = now - timedelta(seconds=rng.random() * 40 * 86400)
+        status = rng.choice(["ok", "ok", "ok", "upstream_error"])
+        rows.append([f"r{i}", rng.choice(["key_a", "key_b", None]), rng.choice(["m1", "m2"]),
+                     "openai", "/v1/chat/completions", rng.randint(1, 50), rng.randint(0, 50), 0,
+                     rng.randint(0, 10**6), status, 200 if status == "ok" else 502, None,
+                     False, rng.random() * 500, None,
+                     at.replace(tzinfo=None).isoformat(" ", "microseconds")])
+    store.write(rows)
+    _assert_agree(engine)
+    for window, bucket in (("24h", "hour"), ("24h", "day"), ("7d", "hour"), ("7d", "day"),
+                           ("30d", "day"), ("30d", "hour")):
+        for key_id, model in ((None, None), ("key_a", None), (None, "m2"), ("key_b", "m1")):
+            ov = overview(engine, window, bucket, key_id=key_id, model=model)
+            ledger = query_usage(engine, key_id=key_id, model=model, since=ov["since"])
+            want = ledger["totals"]
+            assert {k: ov["totals"][k] for k in want} == want, (window, bucket, key_id, model)
+            assert sum(b["requests"] for b in ov["buckets"]) == want["requests"]
+            by_key: dict = defaultdict(int)
+            by_model: dict = defaultdict(int)
+            for g in ledger["by_key_model"]:
+                by_key[g["key_id"]] += g["requests"]
+                by_model[g["model"]] += g["requests"]
+            assert {k["key_id"]: k["requests"] for k in ov["by_key"]} == by_key
+            assert {m["model"]: m["requests"] for m in ov["by_model"]} == by_model
+            series = ov["series"]["model"]
+            assert sum(sum(s["requests"]) for s in series) == want["requests"]

@@ -184,7 +184,7 @@ class Store:
             if spend:
                 cur.executemany(self.spend_sql, [(n, k) for k, n in spend.items()])
             if fresh:
-                groups = rollup.aggregate(fresh, self.index)
+                groups = rollup.expand(rollup.aggregate(fresh, self.index))
                 cur.executemany(self.rollup_sql, rollup.upsert_params(groups))
             cur.execute("COMMIT")
             return fresh

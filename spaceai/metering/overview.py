@@ -1,6 +1,6 @@
 """Reading the rollup and the ledger for the console: overviews over time, the request log.
 
-The overview never scans the ledger: it sums the ``usage_rollup`` rows (one per hour, key and
+The overview never scans the ledger: it sums ``usage_rollup`` rows (per hour or day, key and
 model) of its window, so it answers in milliseconds however many requests were made.
 """
 
@@ -52,28 +52,33 @@ def overview(engine: sa.Engine, window: str = "24h", bucket: str | None = None,
     count = -(-WINDOWS[window] // size)
     current = int((time.time() if now is None else now) // 3600) // size
     first = (current - count + 1) * size  # hour the first bucket starts
-    conds = [usage_rollup.c.hour >= first]
+    r = usage_rollup.c
+    filters = []
     if key_id:
-        conds.append(usage_rollup.c.key_id == key_id)
+        filters.append(r.key_id == key_id)
     if model:
-        conds.append(usage_rollup.c.model == model)
-    where = sa.and_(*conds)
+        filters.append(r.model == model)
+    detail = [r.key_id != rollup.ALL, *filters]
+    in_buckets = [r.span_hours == size, r.start_hour >= first]
+    # over time: the rows summing every key and model, unless the overview is filtered
+    over_time = [*in_buckets, *detail] if filters else [*in_buckets, r.key_id == rollup.ALL]
+    # by key and by model over the window: its whole days from day rows, the rest from hours
+    whole_days = -(-first // 24) * 24
+    in_window = sa.or_(sa.and_(r.span_hours == 24, r.start_hour >= whole_days),
+                       sa.and_(r.span_hours == 1, r.start_hour >= first,
+                               r.start_hour < whole_days))
     sums = [sa.func.sum(c) for c in _SUMS + _BINS]
-    slot = usage_rollup.c.hour if size == 1 else usage_rollup.c.hour // size
     with engine.connect() as conn:
-        by_time = conn.execute(sa.select(slot.label("b"), *sums).where(where)
-                               .group_by(sa.literal_column("b"))).all()
-        by_key = conn.execute(sa.select(usage_rollup.c.key_id, *sums).where(where)
-                              .group_by(usage_rollup.c.key_id)).all()
-        by_model = conn.execute(sa.select(usage_rollup.c.model, *sums).where(where)
-                                .group_by(usage_rollup.c.model)).all()
-        split = conn.execute(sa.select(slot.label("b"), usage_rollup.c.key_id,
-                                       usage_rollup.c.model, sa.func.sum(usage_rollup.c.cost_nanos),
-                                       sa.func.sum(usage_rollup.c.requests))
-                             .where(where).group_by(sa.literal_column("b"), usage_rollup.c.key_id,
-                                                    usage_rollup.c.model)).all()
+        by_time = conn.execute(sa.select(r.start_hour, *sums).where(*over_time)
+                               .group_by(r.start_hour)).all()
+        by_key = conn.execute(sa.select(r.key_id, *sums).where(in_window, *detail)
+                              .group_by(r.key_id)).all()
+        by_model = conn.execute(sa.select(r.model, *sums).where(in_window, *detail)
+                                .group_by(r.model)).all()
+        split = conn.execute(sa.select(r.start_hour, r.key_id, r.model, r.cost_nanos, r.requests)
+                             .where(*in_buckets, *detail)).all()
         names = dict(conn.execute(sa.select(api_keys.c.id, api_keys.c.name)).all())
-    slots = {int(r[0]) - first // size: r[1:] for r in by_time}
+    slots = {(int(row[0]) - first) // size: row[1:] for row in by_time}
     empty = [0] * (len(rollup.SUM_COLUMNS) + rollup.BINS)
     buckets = []
     totals_acc = [0] * len(empty)
@@ -99,8 +104,8 @@ def overview(engine: sa.Engine, window: str = "24h", bucket: str | None = None,
         return sorted(out, key=lambda g: (-(g["cost"] or 0), -g["requests"]))
 
     series: dict[str, dict[str, dict[str, list]]] = {"key_id": {}, "model": {}}
-    for b, key, mdl, cost, n in split:
-        i = int(b) - first // size
+    for start, key, mdl, cost, n in split:
+        i = (int(start) - first) // size
         for label, ident in (("key_id", key or ""), ("model", mdl)):
             s = series[label].setdefault(ident, {"cost_nanos": [0] * count,
                                                  "requests": [0] * count})

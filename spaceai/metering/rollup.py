@@ -1,7 +1,10 @@
-"""The usage rollup: ledger rows summed per UTC hour, key and model, for fast overviews.
+"""The usage rollup: ledger rows summed per UTC hour and day, key and model, for fast overviews.
 
 The ledger writer (:mod:`spaceai.metering.ledger_process`) adds every row it newly inserts to
-its hour's rollup row in the same transaction, so the rollup and the ledger always agree.
+its rollup rows in the same transaction, so the rollup and the ledger always agree. Each row
+counts in four rollup rows: its hour and its day (``span_hours`` 1 and 24, ``start_hour`` the
+first hour of the span), each for its key and model and for all of them (key and model ``*``).
+An overview then reads at most a few thousand rows, whatever the ledger's size.
 Latency percentiles come from a log histogram of ``BINS`` counters per rollup row: bin 0 holds
 latencies under 1 ms, bin ``i`` (1 <= i < BINS - 1) holds ``[2**((i-1)/2), 2**(i/2))`` ms, and
 the last bin everything from ``2**((BINS-2)/2)`` ms (about 9 minutes) up. A percentile read
@@ -19,9 +22,11 @@ BINS = 40
 BIN_COLUMNS = tuple(f"lat_{i:02d}" for i in range(BINS))
 SUM_COLUMNS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_nanos",
                "latency_ms_sum")
-GROUP_COLUMNS = ("hour", "key_id", "model")
+GROUP_COLUMNS = ("span_hours", "start_hour", "key_id", "model")
 TABLE = "usage_rollup"
-NO_KEY = ""  # key_id of rows without a key (refused before authentication)
+NO_KEY = ""  # key_id of rows without a key
+ALL = "*"  # key_id and model of the rows summing every key and model
+SPANS = (1, 24)
 
 
 def latency_bin(ms: float) -> int:
@@ -75,7 +80,7 @@ def is_error(status: object) -> bool:
 
 
 def aggregate(rows: list, index: dict[str, int]) -> dict[tuple, list]:
-    """Rollup increments of ledger rows (sequences, field positions in ``index``).
+    """Per-hour sums of ledger rows (sequences, field positions in ``index``).
 
     Returns ``{(hour, key_id, model): [requests, errors, prompt, completion, cost_nanos,
     latency_ms_sum, bin_0, ..., bin_{BINS-1}]}``.
@@ -99,6 +104,22 @@ def aggregate(rows: list, index: dict[str, int]) -> dict[tuple, list]:
         acc[4] += int(r[cost] or 0)
         acc[5] += ms
         acc[6 + latency_bin(ms)] += 1
+    return out
+
+
+def expand(hourly: dict[tuple, list]) -> dict[tuple, list]:
+    """The rollup rows' increments, ``{(span_hours, start_hour, key_id, model): sums}``."""
+    out: dict[tuple, list] = {}
+    for (hour, key, model), acc in hourly.items():
+        for span in SPANS:
+            start = hour - hour % span
+            for group in ((span, start, key, model), (span, start, ALL, ALL)):
+                have = out.get(group)
+                if have is None:
+                    out[group] = list(acc)
+                else:
+                    for i, v in enumerate(acc):
+                        have[i] += v
     return out
 
 

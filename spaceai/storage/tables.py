@@ -68,14 +68,16 @@ usage_dead_letters = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-# the ledger summed per UTC hour, key and model, kept by the ledger writer in the same
-# transaction as the rows (see spaceai/metering/rollup.py): overviews never scan the ledger
+# the ledger summed per UTC hour and day, key and model (and "*" for all), kept by the ledger
+# writer in the same transaction as the rows (spaceai/metering/rollup.py): overviews never
+# scan the ledger
 usage_rollup = sa.Table(
     "usage_rollup",
     metadata,
-    sa.Column("hour", sa.Integer, primary_key=True),  # hours since the epoch, UTC
-    sa.Column("key_id", sa.String(32), primary_key=True),  # "" for rows without a key
-    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("span_hours", sa.Integer, primary_key=True),  # 1 or 24
+    sa.Column("start_hour", sa.Integer, primary_key=True),  # hours since the epoch, UTC
+    sa.Column("key_id", sa.String(32), primary_key=True),  # "" no key, "*" every key
+    sa.Column("model", sa.String(200), primary_key=True),  # "*" every model
     sa.Column("requests", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("errors", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("prompt_tokens", sa.BigInteger, nullable=False, server_default="0"),

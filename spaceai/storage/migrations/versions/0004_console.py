@@ -1,4 +1,5 @@
-"""The console's rollup: the ledger summed per UTC hour, key and model, with a latency histogram.
+"""The console's rollup: the ledger summed per UTC hour and day, key and model (and "*" for
+all keys and models), with a latency histogram.
 
 Existing ledger rows are summed into it here, so the rollup agrees with the ledger from the
 start; from then on the ledger writer keeps it (spaceai/metering/rollup.py, whose binning this
@@ -39,7 +40,8 @@ def _hour(value) -> int:  # noqa: ANN001
 def upgrade() -> None:
     rollup = op.create_table(
         "usage_rollup",
-        sa.Column("hour", sa.Integer, primary_key=True),
+        sa.Column("span_hours", sa.Integer, primary_key=True),
+        sa.Column("start_hour", sa.Integer, primary_key=True),
         sa.Column("key_id", sa.String(32), primary_key=True),
         sa.Column("model", sa.String(200), primary_key=True),
         sa.Column("requests", sa.BigInteger, nullable=False, server_default="0"),
@@ -57,19 +59,23 @@ def upgrade() -> None:
         "SELECT created_at, key_id, model, status, prompt_tokens, completion_tokens, "
         "cost_nanos, latency_ms FROM usage")).yield_per(_BATCH)
     for at, key, model, status, prompt, completion, cost, latency in result:
-        acc = groups.setdefault((_hour(at), key or "", model), [0, 0, 0, 0, 0, 0.0] + [0] * BINS)
+        hour = _hour(at)
         ms = float(latency or 0.0)
-        acc[0] += 1
-        acc[1] += status != "ok"
-        acc[2] += int(prompt or 0)
-        acc[3] += int(completion or 0)
-        acc[4] += int(cost or 0)
-        acc[5] += ms
-        acc[6 + _bin(ms)] += 1
+        for span in (1, 24):
+            start = hour - hour % span
+            for group in ((span, start, key or "", model), (span, start, "*", "*")):
+                acc = groups.setdefault(group, [0, 0, 0, 0, 0, 0.0] + [0] * BINS)
+                acc[0] += 1
+                acc[1] += status != "ok"
+                acc[2] += int(prompt or 0)
+                acc[3] += int(completion or 0)
+                acc[4] += int(cost or 0)
+                acc[5] += ms
+                acc[6 + _bin(ms)] += 1
     names = ["requests", "errors", "prompt_tokens", "completion_tokens", "cost_nanos",
              "latency_ms_sum"] + [f"lat_{i:02d}" for i in range(BINS)]
-    rows = [{"hour": g[0], "key_id": g[1], "model": g[2], **dict(zip(names, acc, strict=True))}
-            for g, acc in groups.items()]
+    rows = [{"span_hours": g[0], "start_hour": g[1], "key_id": g[2], "model": g[3],
+             **dict(zip(names, acc, strict=True))} for g, acc in groups.items()]
     for i in range(0, len(rows), 1000):
         op.bulk_insert(rollup, rows[i:i + 1000])
 
