@@ -50,16 +50,26 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @config_option
 @click.option("--workers", default=1, show_default=True, type=int)
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              help="info (or debug) adds one access line per request.")
+@click.option("--log-json", is_flag=True, help="Log JSON lines (one object a line).")
 @json_option
-def serve(host: str, port: int, config: str | None, workers: int, as_json: bool) -> None:
+def serve(host: str, port: int, config: str | None, workers: int, log_level: str,
+          log_json: bool, as_json: bool) -> None:
     """Run the gateway."""
     import uvicorn
 
+    from spaceai.logs import configure
     from spaceai.storage.db import migrate
 
+    # the workers configure their logging from these (spaceai.api.app.app_factory)
+    os.environ["SPACEAI_LOG_LEVEL"] = log_level
+    os.environ["SPACEAI_LOG_JSON"] = "1" if log_json else "0"
     if config:
         os.environ["SPACEAI_CONFIG"] = os.path.abspath(config)
     settings = Settings.load(config)
+    configure(log_level, log_json, settings.secrets())
     problem = multi_process_problem(settings, workers)
     if problem:
         raise click.UsageError(problem)
@@ -82,7 +92,7 @@ def serve(host: str, port: int, config: str | None, workers: int, as_json: bool)
         click.echo(f"Docs and playground:  {info['url']}/")
     uvicorn.run("spaceai.api.app:app_factory", factory=True, host=host, port=port,
                 workers=workers, loop="uvloop", http="httptools", access_log=False,
-                log_level="warning", timeout_graceful_shutdown=30, lifespan="on",
+                log_level=log_level, log_config=None, timeout_graceful_shutdown=30, lifespan="on",
                 proxy_headers=False, server_header=False)
 
 

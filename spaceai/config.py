@@ -29,6 +29,17 @@ class Settings:
     local_threads: int = 2
     local_model_preload: bool = True
 
+    def secrets(self) -> list[str]:
+        """Values no log line may show: the admin key, and passwords in the URLs."""
+        found = [self.admin_key or ""]
+        for url in (self.database_url, self.redis_url or ""):
+            if "@" in url and "://" in url:
+                credentials = url.split("://", 1)[1].rsplit("@", 1)[0]
+                found.append(credentials.partition(":")[2])
+        for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+            found.append(os.environ.get(name, ""))
+        return [s for s in found if s]
+
     @classmethod
     def load(cls, config_path: str | None = None) -> Settings:
         """Settings from the environment, then the ``settings:`` block of the config file."""

@@ -7,6 +7,7 @@ The path of a request: ``app`` (routing) -> ``api/<endpoint>`` -> ``auth`` -> ``
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from spaceai.api import admin, completions, console, embeddings, health, messages, metered, models
@@ -16,6 +17,7 @@ from spaceai.api.openapi import openapi_response
 from spaceai.api.pages import docs_page, static_file
 from spaceai.config import Settings
 from spaceai.gateway import Gateway
+from spaceai.logs import ACCESS, access, configure_from_env
 from spaceai.types import GatewayError
 
 log = logging.getLogger("spaceai.api")
@@ -101,6 +103,7 @@ class App:
                 return
 
     async def http(self, scope: dict, receive: Callable, send: Callable) -> None:
+        started = time.perf_counter()
         request = Request(scope, receive)
         rid = request.request_id.encode()
         handler, params, other_method = _route(request.method, request.path)
@@ -120,6 +123,9 @@ class App:
             else:
                 response = error_response(exc)
         except ClientGone:
+            if ACCESS.isEnabledFor(logging.INFO):
+                access(request.method, request.path, 499, started, request.request_id,
+                       scope.get("client"))
             return
         except Exception as exc:  # noqa: BLE001 - never leak a traceback to a client
             log.exception("unhandled error on %s %s", request.method, request.path)
@@ -129,6 +135,9 @@ class App:
                 f"{request.request_id}).", type="server_error").to_dict())
         response.headers.append((b"x-request-id", rid))
         await response.send(send, receive)
+        if ACCESS.isEnabledFor(logging.INFO):
+            access(request.method, request.path, response.status, started, request.request_id,
+                   scope.get("client"))
 
 
 def create_app(settings: Settings | None = None, gateway: Gateway | None = None) -> App:
@@ -138,6 +147,8 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
 
 def app_factory() -> App:
     """Entry point for uvicorn's ``--factory`` (each worker builds its own gateway)."""
-    return create_app()
+    settings = Settings.load()
+    configure_from_env(settings.secrets())
+    return create_app(settings)
 
 
