@@ -64,11 +64,15 @@ def fill(url: str, path: str, rows: int, keys: int, days: int) -> tuple[float, l
             prompt, completion = rng.randint(5, 2000), rng.randint(0, 800)
             latency = rng.lognormvariate(5.5, 0.8)
             at = end - timedelta(seconds=rng.random() * span)
-            batch.append([f"req-{i:09d}", key_ids[rng.randrange(keys)], model, "openai",
-                          "/v1/chat/completions", prompt, completion, 0,
-                          round((prompt * pin + completion * pout) * 1e9), status, codes[status],
-                          None if status == "ok" else "bench", rng.random() < 0.3, latency,
-                          latency * 0.3, at.replace(tzinfo=None).isoformat(" ", "microseconds")])
+            row = {"request_id": f"req-{i:09d}", "key_id": key_ids[rng.randrange(keys)],
+                   "model": model, "provider": "openai", "endpoint": "/v1/chat/completions",
+                   "status": status, "http_status": codes[status], "prompt_tokens": prompt,
+                   "completion_tokens": completion, "cached_tokens": 0,
+                   "cost_nanos": round((prompt * pin + completion * pout) * 1e9),
+                   "error": None if status == "ok" else "bench", "streamed": rng.random() < 0.3,
+                   "latency_ms": latency, "ttft_ms": latency * 0.3,
+                   "created_at": at.replace(tzinfo=None).isoformat(" ", "microseconds")}
+            batch.append([row[f] for f in FIELDS])
         writer.write(batch)
     seconds = time.perf_counter() - started
     writer.db.close()
@@ -81,11 +85,13 @@ def check_rollup(url: str) -> dict:
         ledger = conn.execute(sa.text(
             "SELECT count(*), sum(prompt_tokens), sum(completion_tokens), sum(cost_nanos), "
             "sum(status != 'ok') FROM usage")).one()
+        rows = conn.execute(sa.text("SELECT count(*) FROM usage_rollup")).scalar()
         rollup = conn.execute(sa.text(
             "SELECT sum(requests), sum(prompt_tokens), sum(completion_tokens), sum(cost_nanos), "
-            "sum(errors), count(*) FROM usage_rollup")).one()
+            "sum(errors), count(*) FROM usage_rollup WHERE span_hours = 1 AND key_id != '*'"
+        )).one()
     assert tuple(ledger) == tuple(rollup[:5]), (ledger, rollup)
-    return {"ledger_rows": ledger[0], "rollup_rows": rollup[5]}
+    return {"ledger_rows": ledger[0], "rollup_rows": rows}
 
 
 def free_port() -> int:

@@ -214,9 +214,12 @@ def _clearable(value: str | None, convert, label: str):  # noqa: ANN001, ANN202
 @click.option("--tpm", default=None, help="Tokens per minute ('none' removes the limit).")
 @click.option("--expires", default=None,
               help="ISO 8601 date/time, a duration like 30d, or 'never'.")
+@click.option("--alerts", default=None,
+              help="Budget alert thresholds in percent, like 50,80,100 ('default' for the "
+                   "gateway's).")
 @config_option
 @json_option
-def keys_update(key_id, name, models, budget, rpm, tpm, expires, config, as_json) -> None:  # noqa: ANN001
+def keys_update(key_id, name, models, budget, rpm, tpm, expires, alerts, config, as_json) -> None:  # noqa: ANN001
     """Change an existing key's limits; they hold from its next request, in every process."""
     from spaceai.catalog import Catalog
     from spaceai.keys import parse_expiry
@@ -244,6 +247,9 @@ def keys_update(key_id, name, models, budget, rpm, tpm, expires, config, as_json
                                      else parse_expiry(expires))
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
+    if alerts is not None:
+        changes["alert_thresholds"] = None if alerts.strip().lower() in ("default", "none") \
+            else alerts
     try:
         record = _store(config).update(key_id, **changes)
     except ValueError as exc:

@@ -28,6 +28,9 @@ class Settings:
     local_parallel: int = 4
     local_threads: int = 2
     local_model_preload: bool = True
+    alert_webhook: str | None = None  # budget alerts are POSTed here (Slack-compatible JSON)
+    alert_thresholds: str = "50,80,100"  # percent of a key's budget, unless the key says
+    alert_poll_s: float = 0.5
 
     def secrets(self) -> list[str]:
         """Values no log line may show: the admin key, and passwords in the URLs."""
@@ -71,6 +74,9 @@ class Settings:
             key_cache_ttl_s=float(pick("SPACEAI_KEY_CACHE_TTL_S", "key_cache_ttl_s", 1.0)),
             local_parallel=int(pick("SPACEAI_LOCAL_PARALLEL", "local_parallel", 4)),
             local_threads=int(pick("SPACEAI_LOCAL_THREADS", "local_threads", 2)),
+            alert_webhook=pick("SPACEAI_ALERT_WEBHOOK", "alert_webhook", None),
+            alert_thresholds=str(pick("SPACEAI_ALERT_THRESHOLDS", "alert_thresholds",
+                                      "50,80,100")),
             local_model_preload=str(
                 pick("SPACEAI_LOCAL_PRELOAD", "local_model_preload", "1")
             ).lower() not in ("0", "false", "no"),

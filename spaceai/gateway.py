@@ -50,6 +50,12 @@ class Gateway:
         self.providers = build_providers(self.http, settings)
         self.router = Router(self.catalog, self.providers)
         self.control: Control = build_control(settings, self.engine, self.ledger)
+        self.alerts = None
+        if settings.alert_webhook:
+            from spaceai.alerts import BudgetAlerts
+
+            self.alerts = BudgetAlerts(self, settings.alert_webhook, settings.alert_thresholds,
+                                       settings.alert_poll_s)
         self.ready = False
 
     async def start(self) -> None:
@@ -62,6 +68,8 @@ class Gateway:
         await self.control.recover(recovered)
         self.ledger.start()
         await self.key_cache.start()
+        if self.alerts is not None:
+            await self.alerts.start()
         used = {m.provider for m in self.catalog}
         for name in used:
             if name == "local" and not self.settings.local_model_preload:
@@ -80,6 +88,8 @@ class Gateway:
 
     async def close(self) -> None:
         self.ready = False
+        if self.alerts is not None:
+            await self.alerts.close()
         await self.key_cache.close()
         await self.control.close()
         for provider in self.providers.values():

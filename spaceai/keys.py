@@ -53,6 +53,25 @@ def parse_expiry(value: str | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def parse_thresholds(value: Any) -> list[int] | None:
+    """Budget alert thresholds in percent (``"50,80,100"`` or a list), sorted; None for none."""
+    if value is None or value == "":
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError("alert_thresholds: a list of percentages, like [50, 80, 100]")
+    out = set()
+    for item in items:
+        try:
+            n = int(str(item).strip())
+        except ValueError:
+            raise ValueError(f"alert_thresholds: {item!r} is not a whole percentage") from None
+        if isinstance(item, bool) or not 1 <= n <= 1000:
+            raise ValueError("alert_thresholds: each must be between 1 and 1000 (percent)")
+        out.add(n)
+    return sorted(out) or None
+
+
 def _aware(dt: datetime | None) -> datetime | None:
     if dt is not None and dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
@@ -78,6 +97,7 @@ class KeyRecord:
     revoked: bool
     created_at: datetime
     updated_at: datetime
+    alert_thresholds: tuple[int, ...] | None = None  # percent; None: the gateway's default
 
     @classmethod
     def from_row(cls, row: Any) -> KeyRecord:
@@ -98,6 +118,7 @@ class KeyRecord:
             revoked=bool(row.revoked),
             created_at=_aware(row.created_at),
             updated_at=_aware(row.updated_at),
+            alert_thresholds=tuple(row.alert_thresholds) if row.alert_thresholds else None,
         )
 
     def is_expired(self, at: datetime | None = None) -> bool:
@@ -124,6 +145,7 @@ class KeyRecord:
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "revoked": self.revoked,
             "created_at": self.created_at.isoformat(),
+            "alert_thresholds": list(self.alert_thresholds) if self.alert_thresholds else None,
         }
 
 
@@ -213,7 +235,7 @@ class KeyStore:
         its poll interval; budgets and rate limits are read from the cached record at each
         admission, so the new limits hold from the next request on.
         """
-        allowed = {"name", "models", "budget", "rpm", "tpm", "expires_at"}
+        allowed = {"name", "models", "budget", "rpm", "tpm", "expires_at", "alert_thresholds"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"cannot change {', '.join(sorted(unknown))}")
@@ -236,6 +258,8 @@ class KeyStore:
                 values[label] = v
         if "expires_at" in changes:
             values["expires_at"] = changes["expires_at"]
+        if "alert_thresholds" in changes:
+            values["alert_thresholds"] = parse_thresholds(changes["alert_thresholds"])
         values["updated_at"] = now()
         with self.engine.begin() as conn:
             res = conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(**values))

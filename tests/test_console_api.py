@@ -326,11 +326,15 @@ def test_overview_over_a_month_of_rows_equals_the_ledger_for_every_window(tmp_pa
     for i in range(3000):
         at = now - timedelta(seconds=rng.random() * 40 * 86400)
         status = rng.choice(["ok", "ok", "ok", "upstream_error"])
-        rows.append([f"r{i}", rng.choice(["key_a", "key_b", None]), rng.choice(["m1", "m2"]),
-                     "openai", "/v1/chat/completions", rng.randint(1, 50), rng.randint(0, 50), 0,
-                     rng.randint(0, 10**6), status, 200 if status == "ok" else 502, None,
-                     False, rng.random() * 500, None,
-                     at.replace(tzinfo=None).isoformat(" ", "microseconds")])
+        row = {"request_id": f"r{i}", "key_id": rng.choice(["key_a", "key_b", None]),
+               "model": rng.choice(["m1", "m2"]), "provider": "openai",
+               "endpoint": "/v1/chat/completions", "status": status,
+               "http_status": 200 if status == "ok" else 502,
+               "prompt_tokens": rng.randint(1, 50), "completion_tokens": rng.randint(0, 50),
+               "cached_tokens": 0, "cost_nanos": rng.randint(0, 10**6), "error": None,
+               "streamed": False, "latency_ms": rng.random() * 500, "ttft_ms": None,
+               "created_at": at.replace(tzinfo=None).isoformat(" ", "microseconds")}
+        rows.append([row[f] for f in _fields()])
     store.write(rows)
     _assert_agree(engine)
     for window, bucket in (("24h", "hour"), ("24h", "day"), ("7d", "hour"), ("7d", "day"),
@@ -340,6 +344,9 @@ def test_overview_over_a_month_of_rows_equals_the_ledger_for_every_window(tmp_pa
             ledger = query_usage(engine, key_id=key_id, model=model, since=ov["since"])
             want = ledger["totals"]
             assert {k: ov["totals"][k] for k in want} == want, (window, bucket, key_id, model)
+            assert 0 <= ov["totals"]["errors"] <= want["requests"]
+            if window == "30d" and not key_id and not model:
+                assert 0 < ov["totals"]["errors"] < want["requests"]
             assert sum(b["requests"] for b in ov["buckets"]) == want["requests"]
             by_key: dict = defaultdict(int)
             by_model: dict = defaultdict(int)

@@ -10,6 +10,7 @@ refused, revoke it. Screenshots at desktop and 375 px wide go to ``tests/artifac
 from __future__ import annotations
 
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -58,10 +59,21 @@ def fake():
 
 
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory, fake):
+def webhook():
+    from test_budget_alerts import Receiver
+
+    r = Receiver(fail_first=0)
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory, fake, webhook):
     models = [priced_model(fake), priced_model(fake, id="gpt-4o-mini",
                                                pricing={"input": 0.00000015, "output": 0.0000006})]
-    with GatewayServer(tmp_path_factory.mktemp("console"), models=models) as server:
+    settings = {"alert_webhook": webhook.url, "alert_poll_s": 0.05}
+    with GatewayServer(tmp_path_factory.mktemp("console"), models=models,
+                       settings=settings) as server:
         _traffic(server, fake)
         yield server
 
@@ -189,7 +201,7 @@ def test_overview_shows_the_traffic_as_charts_and_the_same_figures_as_the_api(co
     c.assert_clean()
 
 
-def test_a_key_created_in_the_console_is_metered_edited_and_revoked(console, gw, fake):
+def test_a_key_created_in_the_console_is_metered_edited_and_revoked(console, gw, fake, webhook):
     c = console(gw)
     page = c.sign_in()
     expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
@@ -261,6 +273,15 @@ def test_a_key_created_in_the_console_is_metered_edited_and_revoked(console, gw,
     with pytest.raises(openai.RateLimitError) as refused:
         client.chat.completions.create(model="gpt-4o", messages=PROMPT, max_tokens=20)
     assert refused.value.code == "insufficient_quota"
+    # spend is now 100 % of the budget: one alert per threshold, listed on the Keys view
+    deadline = time.monotonic() + 10
+    while len([d for d in webhook.delivered if d["key_id"] == key_id]) < 3:
+        assert time.monotonic() < deadline, webhook.delivered
+        time.sleep(0.05)
+    page.locator("body").press("r")
+    alerts = page.locator("#table-alerts tbody tr")
+    expect(alerts).to_have_count(3)
+    expect(page.locator('#table-alerts tr[data-alert-threshold="100"]')).to_contain_text("sent")
     shot(page, "console-keys-desktop.png", full_page=True)
 
     # revoke it: the SDK is turned away

@@ -1,7 +1,7 @@
 """The operator console at /console and the admin endpoints it reads and edits with.
 
 ``GET /admin/overview``, ``GET /admin/requests``, ``GET /admin/models``,
-``GET /admin/keys/activity`` and ``PATCH /admin/keys/{id}``, all behind SPACEAI_ADMIN_KEY.
+``GET /admin/keys/activity``, ``GET /admin/alerts`` and ``PATCH /admin/keys/{id}``, all behind SPACEAI_ADMIN_KEY.
 The page itself is static (``console_ui/``): it asks for the admin key and keeps it in the
 tab's sessionStorage, sending it only to this server.
 """
@@ -108,6 +108,16 @@ async def key_activity(gw: Gateway, request: Request) -> Response:
         {"id": key_id, "last_used_at": at} for key_id, at in used.items()]})
 
 
+async def alerts(gw: Gateway, request: Request) -> Response:
+    _require_admin(gw, request)
+    from spaceai.alerts import list_alerts
+
+    data = await asyncio.to_thread(list_alerts, gw.engine)
+    return json_response(200, {"object": "list", "data": data,
+                               "webhook": bool(gw.settings.alert_webhook),
+                               "default_thresholds": gw.settings.alert_thresholds})
+
+
 def _field(body: dict, name: str, kinds: tuple[type, ...]) -> Any:
     value = body[name]
     if value is None:
@@ -145,7 +155,10 @@ async def update_key(gw: Gateway, request: Request) -> Response:
                 changes["expires_at"] = parse_expiry(_field(body, name, (str,)))
             except ValueError as exc:
                 raise GatewayError(400, str(exc), param=name) from None
-    unknown = set(body) - {"name", "models", "budget", "rpm", "tpm", "expires", "expires_at"}
+    if "alert_thresholds" in body:
+        changes["alert_thresholds"] = _field(body, "alert_thresholds", (list, str))
+    unknown = set(body) - {"name", "models", "budget", "rpm", "tpm", "expires", "expires_at",
+                           "alert_thresholds"}
     if unknown:
         raise GatewayError(400, f"Unknown field(s): {', '.join(sorted(unknown))}.",
                            param=sorted(unknown)[0], code="unknown_parameter")

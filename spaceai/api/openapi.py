@@ -197,6 +197,8 @@ SPEC["paths"].update({
     "/admin/models": {"get": _op("The live catalog with prices, capabilities, fallbacks and "
                                  "whether each model is configured", auth="admin")},
     "/admin/keys/activity": {"get": _op("When each key was last used", auth="admin")},
+    "/admin/alerts": {"get": _op("Budget alerts sent (or being sent), newest first, with their "
+                                 "delivery", auth="admin")},
     "/console": {"get": _op("The operator console (HTML; asks for the admin key)", auth="none")},
 })
 _FIGURES = {"requests": {"type": "integer"}, "errors": {"type": "integer"},
@@ -211,7 +213,10 @@ SPEC["components"]["schemas"].update({
         "budget": {"type": ["number", "null"]}, "rpm": {"type": ["integer", "null"]},
         "tpm": {"type": ["integer", "null"]},
         "expires_at": {"type": ["string", "null"],
-                       "description": "ISO 8601 or a duration like 30d; null: never"}}},
+                       "description": "ISO 8601 or a duration like 30d; null: never"},
+        "alert_thresholds": {"type": ["array", "null"], "items": {"type": "integer"},
+                             "description": "budget alert thresholds in percent; null: the "
+                                            "gateway's default (SPACEAI_ALERT_THRESHOLDS)"}}},
     "Overview": {"type": "object", "properties": {
         "window": {"type": "string"}, "bucket": {"type": "string"},
         "since": {"type": "string", "description": "start of the first bucket (UTC)"},

@@ -389,8 +389,31 @@
   // ------------------------------------------------------------------ keys
 
   async function loadKeys() {
-    await loadCatalogs();
+    const [, alerts] = await Promise.all([loadCatalogs(), api("/admin/alerts")]);
     renderKeys();
+    renderAlerts(alerts);
+  }
+
+  function renderAlerts(alerts) {
+    $("#alerts-note").textContent = alerts.webhook
+      ? `Sent to the webhook (SPACEAI_ALERT_WEBHOOK) once per key, threshold and budget period; ` +
+        `default thresholds ${alerts.default_thresholds} %.`
+      : "Off: set SPACEAI_ALERT_WEBHOOK to have budget alerts sent to a webhook.";
+    const head = el("thead", {}, el("tr", {}, ...["Crossed (UTC)", "Key", "Threshold",
+      "Spend / budget", "Period", "Delivery"].map((h) => el("th", { scope: "col", text: h }))));
+    const rows = alerts.data.map((a) => el("tr", { "data-alert-threshold": String(a.threshold) },
+      el("td", { "data-label": "Crossed", text: when(a.created_at) }),
+      el("td", { "data-label": "Key", text: a.key_name || a.key_id }),
+      el("td", { "data-label": "Threshold", text: `${a.threshold} %` }),
+      el("td", { "data-label": "Spend / budget", text: `${usd(a.spend)} of ${usd(a.budget)}` }),
+      el("td", { "data-label": "Period", text: a.period === "all" ? "lifetime" : a.period }),
+      el("td", { "data-label": "Delivery" }, a.sent_at
+        ? el("span", { class: "badge ok", text: `sent ${when(a.sent_at).slice(11)}` +
+          (a.attempts > 1 ? ` (${a.attempts} attempts)` : "") })
+        : el("span", { class: "badge " + (a.last_error ? "error" : "refused"),
+          text: a.last_error ? `failed ×${a.attempts}: ${a.last_error}` : "sending" }))));
+    $("#table-alerts").replaceChildren(head, el("tbody", {}, rows.length ? rows :
+      el("tr", {}, el("td", { colspan: 6, text: "No alerts yet." }))));
   }
 
   function limitText(k) {
@@ -460,6 +483,7 @@
       form.elements.rpm.value = k.rpm ?? "";
       form.elements.tpm.value = k.tpm ?? "";
       form.elements.expires.value = k.expires_at || "";
+      form.elements.alerts.value = (k.alert_thresholds || []).join(",");
     }
     $("#key-dialog").showModal();
     form.elements.name.focus();
@@ -475,8 +499,10 @@
       budget: numberOrNull(f.budget.value), rpm: numberOrNull(f.rpm.value, true),
       tpm: numberOrNull(f.tpm.value, true) };
     const expires = f.expires.value.trim();
+    const alerts = f.alerts.value.trim();
     try {
       if (editing) {
+        if (alerts !== (editing.alert_thresholds || []).join(",")) body.alert_thresholds = alerts || null;
         if (expires !== (editing.expires_at || "")) body.expires_at = expires || null;
         await api(`/admin/keys/${encodeURIComponent(editing.id)}`, { method: "PATCH", body });
         $("#key-dialog").close();
@@ -485,6 +511,10 @@
         for (const k of Object.keys(body)) if (body[k] === null) delete body[k];
         if (expires) body.expires = expires;
         const created = await api("/admin/keys", { method: "POST", body });
+        if (alerts) {
+          await api(`/admin/keys/${encodeURIComponent(created.id)}`, { method: "PATCH",
+            body: { alert_thresholds: alerts } });
+        }
         $("#key-dialog").close();
         $("#secret-value").textContent = created.key;
         $("#copy-status").textContent = "";

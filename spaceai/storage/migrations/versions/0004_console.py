@@ -1,4 +1,4 @@
-"""The console's rollup: the ledger summed per UTC hour and day, key and model (and "*" for
+"""The console: budget alerts (per-key thresholds, a table of alerts sent), and its rollup: the ledger summed per UTC hour and day, key and model (and "*" for
 all keys and models), with a latency histogram.
 
 Existing ledger rows are summed into it here, so the rollup agrees with the ledger from the
@@ -38,6 +38,23 @@ def _hour(value) -> int:  # noqa: ANN001
 
 
 def upgrade() -> None:
+    op.add_column("api_keys", sa.Column("alert_thresholds", sa.JSON, nullable=True))
+    op.create_table(
+        "budget_alerts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                  autoincrement=True),
+        sa.Column("key_id", sa.String(32), nullable=False),
+        sa.Column("period", sa.String(16), nullable=False),
+        sa.Column("threshold", sa.Integer, nullable=False),
+        sa.Column("spend_nanos", sa.BigInteger, nullable=False),
+        sa.Column("budget_nanos", sa.BigInteger, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_error", sa.String(500), nullable=True),
+    )
+    op.create_index("ux_budget_alerts_once", "budget_alerts", ["key_id", "period", "threshold"],
+                    unique=True)
     rollup = op.create_table(
         "usage_rollup",
         sa.Column("span_hours", sa.Integer, primary_key=True),
@@ -82,3 +99,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("usage_rollup")
+    op.drop_index("ux_budget_alerts_once", "budget_alerts")
+    op.drop_table("budget_alerts")
+    with op.batch_alter_table("api_keys") as batch:
+        batch.drop_column("alert_thresholds")
