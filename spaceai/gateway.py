@@ -50,6 +50,11 @@ class Gateway:
         self.providers = build_providers(self.http, settings)
         self.router = Router(self.catalog, self.providers)
         self.control: Control = build_control(settings, self.engine, self.ledger)
+        from spaceai import telemetry
+
+        self.telemetry = telemetry.from_env()
+        if self.telemetry is not None:
+            self.ledger.on_record = self.telemetry.note_usage
         self.alerts = None
         if settings.alert_webhook:
             from spaceai.alerts import BudgetAlerts
@@ -68,6 +73,8 @@ class Gateway:
         await self.control.recover(recovered)
         self.ledger.start()
         await self.key_cache.start()
+        if self.telemetry is not None:
+            self.telemetry.start()
         if self.alerts is not None:
             await self.alerts.start()
         used = {m.provider for m in self.catalog}
@@ -99,4 +106,6 @@ class Gateway:
                 log.exception("provider %s failed to close", provider.name)
         await self.http.close()
         await asyncio.to_thread(self.ledger.close)
+        if self.telemetry is not None:
+            await asyncio.to_thread(self.telemetry.close)
         self.engine.dispose()

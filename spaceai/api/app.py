@@ -124,9 +124,7 @@ class App:
             else:
                 response = error_response(exc)
         except ClientGone:
-            if ACCESS.isEnabledFor(logging.INFO):
-                access(request.method, request.path, 499, started, request.request_id,
-                       scope.get("client"))
+            self._finished(request, 499, started)
             return
         except Exception as exc:  # noqa: BLE001 - never leak a traceback to a client
             log.exception("unhandled error on %s %s", request.method, request.path)
@@ -136,9 +134,18 @@ class App:
                 f"{request.request_id}).", type="server_error").to_dict())
         response.headers.append((b"x-request-id", rid))
         await response.send(send, receive)
+        self._finished(request, response.status, started)
+
+    def _finished(self, request: Request, status: int, started: float) -> None:
+        """The request's access line and span, when they are on."""
         if ACCESS.isEnabledFor(logging.INFO):
-            access(request.method, request.path, response.status, started, request.request_id,
-                   scope.get("client"))
+            access(request.method, request.path, status, started, request.request_id,
+                   request.scope.get("client"))
+        tracer = self.gw.telemetry
+        if tracer is not None:
+            started_ns = time.time_ns() - int((time.perf_counter() - started) * 1e9)
+            tracer.end_request(request.request_id, request.method, request.path, status,
+                               started_ns, request.header(b"traceparent"))
 
 
 def create_app(settings: Settings | None = None, gateway: Gateway | None = None) -> App:
