@@ -246,6 +246,8 @@ def test_cli_keys_update_changes_limits_and_clears_them(served):
               "--expires", "never")
     assert (got["budget"], got["rpm"], got["tpm"], got["models"], got["expires_at"]) == (
         None, None, 900, None, None)
+    assert cli("update", key["id"], "--alerts", "90,25")["alert_thresholds"] == [25, 90]
+    assert cli("update", key["id"], "--alerts", "default")["alert_thresholds"] is None
     bad = subprocess.run([*CLI, "keys", "update", key["id"], "--models", "nope"], env=env,
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "unknown models" in bad.stderr
