@@ -165,6 +165,8 @@ def main() -> None:
                          ("overview 7d/day", "/admin/overview", {"window": "7d"}),
                          ("overview 7d/hour", "/admin/overview", {"window": "7d", "bucket": "hour"}),
                          ("overview 30d/day", "/admin/overview", {"window": "30d"}),
+                         ("overview 30d/day, spend split by model", "/admin/overview",
+                          {"window": "30d", "split": "model"}),
                          ("overview 30d/day, one key", "/admin/overview",
                           {"window": "30d", "key": client.get("/admin/keys").json()["data"][0]["id"]}),
                          ("request log, newest 50", "/admin/requests", {"limit": 50}),

@@ -342,7 +342,7 @@ def test_overview_over_a_month_of_rows_equals_the_ledger_for_every_window(tmp_pa
     for window, bucket in (("24h", "hour"), ("24h", "day"), ("7d", "hour"), ("7d", "day"),
                            ("30d", "day"), ("30d", "hour")):
         for key_id, model in ((None, None), ("key_a", None), (None, "m2"), ("key_b", "m1")):
-            ov = overview(engine, window, bucket, key_id=key_id, model=model)
+            ov = overview(engine, window, bucket, key_id=key_id, model=model, split="model")
             ledger = query_usage(engine, key_id=key_id, model=model, since=ov["since"])
             want = ledger["totals"]
             assert {k: ov["totals"][k] for k in want} == want, (window, bucket, key_id, model)
@@ -357,5 +357,6 @@ def test_overview_over_a_month_of_rows_equals_the_ledger_for_every_window(tmp_pa
                 by_model[g["model"]] += g["requests"]
             assert {k["key_id"]: k["requests"] for k in ov["by_key"]} == by_key
             assert {m["model"]: m["requests"] for m in ov["by_model"]} == by_model
-            series = ov["series"]["model"]
+            series = ov["series"]
             assert sum(sum(s["requests"]) for s in series) == want["requests"]
+            assert {s["model"] for s in series} == {m for m, n in by_model.items() if n}

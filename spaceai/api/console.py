@@ -57,7 +57,7 @@ async def overview(gw: Gateway, request: Request) -> Response:
         report = await asyncio.to_thread(
             views.overview, gw.engine, window=q.get("window") or "24h",
             bucket=q.get("bucket") or None, key_id=q.get("key") or None,
-            model=q.get("model") or None)
+            model=q.get("model") or None, split=q.get("split") or None)
     except ValueError as exc:
         raise GatewayError(400, str(exc), param="window") from None
     return json_response(200, report)

@@ -184,7 +184,9 @@ SPEC["paths"].update({
                                             "default": "24h"}},
             {**_query("bucket"), "schema": {"type": "string", "enum": ["hour", "day"]},
              "description": "default: hour for 24h, day for 7d and 30d"},
-            _query("key"), _query("model")])},
+            _query("key"), _query("model"),
+            {**_query("split"), "schema": {"type": "string", "enum": ["key_id", "model"]},
+             "description": "adds series: cost and requests per bucket for each key or model"}])},
     "/admin/requests": {"get": _op(
         "The request log, newest first: ledger rows with the key's name", auth="admin", params=[
             _query("key"), _query("model"),
@@ -228,8 +230,8 @@ SPEC["components"]["schemas"].update({
             **_FIGURES}}},
         "by_model": {"type": "array", "items": {"type": "object", "properties": {
             "model": {"type": "string"}, **_FIGURES}}},
-        "series": {"type": "object", "description": "cost and requests per bucket, per key_id "
-                                                    "and per model"}}},
+        "series": {"type": "array", "description": "with split: cost and requests per bucket, "
+                                                   "one entry per key_id or model"}}},
 })
 
 _BODY = orjson.dumps(SPEC)

@@ -40,9 +40,15 @@ def _figures(sums: Any) -> dict[str, Any]:
 
 
 def overview(engine: sa.Engine, window: str = "24h", bucket: str | None = None,
-             key_id: str | None = None, model: str | None = None,
+             key_id: str | None = None, model: str | None = None, split: str | None = None,
              now: float | None = None) -> dict[str, Any]:
-    """Spend, requests, errors, tokens and latency per time bucket, per key and per model."""
+    """Spend, requests, errors, tokens and latency per time bucket, per key and per model.
+
+    ``split`` (``key_id`` or ``model``) adds ``series``: cost and requests per bucket for each
+    key or model.
+    """
+    if split not in (None, "key_id", "model"):
+        raise ValueError("split must be key_id or model")
     if window not in WINDOWS:
         raise ValueError(f"window must be one of {', '.join(WINDOWS)}")
     bucket = bucket or DEFAULT_BUCKET[window]
@@ -75,8 +81,12 @@ def overview(engine: sa.Engine, window: str = "24h", bucket: str | None = None,
                               .group_by(r.key_id)).all()
         by_model = conn.execute(sa.select(r.model, *sums).where(in_window, *detail)
                                 .group_by(r.model)).all()
-        split = conn.execute(sa.select(r.start_hour, r.key_id, r.model, r.cost_nanos, r.requests)
-                             .where(*in_buckets, *detail)).all()
+        rows = []
+        if split:
+            column = r.key_id if split == "key_id" else r.model
+            rows = conn.execute(sa.select(r.start_hour, column, sa.func.sum(r.cost_nanos),
+                                          sa.func.sum(r.requests))
+                                .where(*in_buckets, *detail).group_by(r.start_hour, column)).all()
         names = dict(conn.execute(sa.select(api_keys.c.id, api_keys.c.name)).all())
     slots = {(int(row[0]) - first) // size: row[1:] for row in by_time}
     empty = [0] * (len(rollup.SUM_COLUMNS) + rollup.BINS)
@@ -103,14 +113,12 @@ def overview(engine: sa.Engine, window: str = "24h", bucket: str | None = None,
             out.append(entry)
         return sorted(out, key=lambda g: (-(g["cost"] or 0), -g["requests"]))
 
-    series: dict[str, dict[str, dict[str, list]]] = {"key_id": {}, "model": {}}
-    for start, key, mdl, cost, n in split:
+    series: dict[str, dict[str, list]] = {}
+    for start, ident, cost, n in rows:
         i = (int(start) - first) // size
-        for label, ident in (("key_id", key or ""), ("model", mdl)):
-            s = series[label].setdefault(ident, {"cost_nanos": [0] * count,
-                                                 "requests": [0] * count})
-            s["cost_nanos"][i] += int(cost or 0)
-            s["requests"][i] += int(n or 0)
+        s = series.setdefault(ident or "", {"cost_nanos": [0] * count, "requests": [0] * count})
+        s["cost_nanos"][i] += int(cost or 0)
+        s["requests"][i] += int(n or 0)
     return {
         "object": "overview",
         "window": window,
@@ -122,10 +130,9 @@ def overview(engine: sa.Engine, window: str = "24h", bucket: str | None = None,
         "totals": totals,
         "by_key": groups(by_key, "key_id"),
         "by_model": groups(by_model, "model"),
-        "series": {label: [{label: ident or None, "cost": [nanos_to_usd(c) for c in s["cost_nanos"]],
-                            "requests": s["requests"]}
-                           for ident, s in sorted(items.items())]
-                   for label, items in series.items()},
+        "split": split,
+        "series": [{split: ident or None, "cost": [nanos_to_usd(c) for c in v["cost_nanos"]],
+                    "requests": v["requests"]} for ident, v in sorted(series.items())],
         "names": {k: v for k, v in names.items()},
     }
 

@@ -132,4 +132,5 @@ def upsert_sql(mark: str) -> str:
 
 
 def upsert_params(groups: dict[tuple, list]) -> list[tuple]:
-    return [(*group, *acc) for group, acc in groups.items()]
+    """The upserts' parameters, in one order for every writer (so two never deadlock)."""
+    return [(*group, *groups[group]) for group in sorted(groups)]

@@ -315,7 +315,7 @@
     const form = $("#overview-controls");
     const f = Object.fromEntries(new FormData(form));
     const data = await api("/admin/overview" + query({ window: f.window, bucket: f.bucket,
-      key: f.key, model: f.model }));
+      key: f.key, model: f.model, split: f.split }));
     state.overview = data;
     Object.assign(state.names, data.names || {});
     renderOverview(data, f.split);
@@ -338,8 +338,8 @@
       stat("p95 latency", ms(t.p95_latency_ms), "p95"));
     const labels = d.buckets.map((b) => bucketLabel(b.start, d.bucket));
     let spend;
-    if (split && d.series[split]) {
-      spend = d.series[split]
+    if (split && d.split === split) {
+      spend = d.series
         .map((s, i) => ({ name: split === "model" ? s.model : keyName(s.key_id), values: s.cost,
           color: COLORS[i % COLORS.length] }));
     } else {
