@@ -229,7 +229,8 @@
     }
     const every = Math.ceil(n / Math.max(2, Math.floor((W - L) / 70)));
     labels.forEach((lab, i) => {
-      if (i !== n - 1 && (i % every || n - 1 - i < every * 0.75)) return;
+      // the first and last labels are edge-aligned: keep the others clear (a label is ~60 px)
+      if (i !== n - 1 && (i % every || W - R - x(i) < 100 || (i && x(i) - L < 100))) return;
       const anchor = i === n - 1 && n > 1 ? "end" : i === 0 && n > 1 ? "start" : "middle";
       const t = svg("text", { x: anchor === "end" ? W - R : anchor === "start" ? L : x(i),
         y: H - 10, class: "axis", "text-anchor": anchor });
