@@ -256,16 +256,28 @@ def test_cli_keys_update_changes_limits_and_clears_them(served):
     assert missing.returncode != 0 and "no key" in missing.stderr
 
 
-def test_migration_sums_existing_ledger_rows_into_the_rollup(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_migration_sums_existing_ledger_rows_into_the_rollup(tmp_path, backend):
     from alembic import command
     from alembic.config import Config
+    from support.backends import drop_database, postgres_url
 
-    from spaceai.storage.db import MIGRATIONS, create_engine, migrate
+    from spaceai.storage.db import MIGRATIONS, create_engine, migrate, normalize_url
 
-    url = f"sqlite:///{tmp_path}/old.db"
+    url = f"sqlite:///{tmp_path}/old.db" if backend == "sqlite" else postgres_url()
+    try:
+        _migrate_with_old_rows(url, Config, command, MIGRATIONS, create_engine, migrate,
+                               normalize_url)
+    finally:
+        if backend != "sqlite":
+            drop_database(url)
+
+
+def _migrate_with_old_rows(url, Config, command, MIGRATIONS, create_engine, migrate,  # noqa: N803
+                           normalize_url) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url)
+    cfg.set_main_option("sqlalchemy.url", normalize_url(url))
     command.upgrade(cfg, "0002")
     engine = create_engine(url)
     start = datetime(2026, 11, 1, 10, 59, tzinfo=UTC)
@@ -275,12 +287,13 @@ def test_migration_sums_existing_ledger_rows_into_the_rollup(tmp_path):
                 "INSERT INTO usage (request_id, key_id, model, provider, endpoint, prompt_tokens,"
                 " completion_tokens, cached_tokens, cost_nanos, status, http_status, streamed,"
                 " latency_ms, created_at) VALUES (:r, :k, :m, 'openai', '/v1/chat/completions',"
-                " :p, :c, 0, :cost, :s, :h, 0, :lat, :at)"),
+                " :p, :c, 0, :cost, :s, :h, :streamed, :lat, :at)"),
                 {"r": f"old-{i}", "k": None if i % 7 == 0 else f"key_{i % 3}",
                  "m": "gpt-4o" if i % 2 else "mini", "p": i, "c": 2 * i, "cost": 1000 * i,
                  "s": "ok" if i % 5 else "upstream_error", "h": 200 if i % 5 else 502,
-                 "lat": 0.5 + i * 37.3,
-                 "at": (start + timedelta(minutes=i)).replace(tzinfo=None).isoformat(" ")})
+                 "lat": 0.5 + i * 37.3, "streamed": False, "at": start + timedelta(minutes=i)
+                 if url.startswith("postgres") else
+                 (start + timedelta(minutes=i)).replace(tzinfo=None).isoformat(" ")})
     migrate(url)
     _assert_agree(engine)
     table = _rollup_table(engine)
@@ -289,6 +302,7 @@ def test_migration_sums_existing_ledger_rows_into_the_rollup(tmp_path):
         assert sum(v[0] for g, v in table.items() if g[0] == span and g[2] == "*") == 50
     assert len({g[1] for g in table if g[0] == 1}) == 2  # two hours
     assert len({g[1] for g in table if g[0] == 24}) == 1  # one day
+    engine.dispose()
 
 
 def test_rollup_percentiles_are_within_one_histogram_bin_of_the_exact_ones():

@@ -2,8 +2,9 @@
 
 The gateway appends every row to a spool file (see :mod:`spaceai.metering.spool`) before the
 request's answer completes. This process tails the spool from its committed offset and inserts
-the rows with the driver (sqlite3 or psycopg), adding their cost to the keys' spend in the same
-transaction, then records the new offset beside the spool (``<segment>.offset``). Because an
+the rows with the driver (sqlite3 or psycopg), adding their cost to the keys' spend and their
+figures to the hourly and daily rollup (:mod:`spaceai.metering.rollup`) in the same transaction,
+then records the new offset beside the spool (``<segment>.offset``). Because an
 insert is idempotent on the request id, replaying rows after any crash never bills twice.
 
 A row the database refuses is repaired first (control characters escaped, numbers and text
