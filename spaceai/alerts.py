@@ -6,14 +6,16 @@ threshold crossed (the key's own ``alert_thresholds``, else ``SPACEAI_ALERT_THRE
 default 50/80/100 %) claims the alert by inserting its ``budget_alerts`` row: the row is unique
 per key, budget period and threshold, so of several processes exactly one sends it, once. The
 webhook gets JSON with a Slack-compatible ``text`` and the figures; a failed call is retried
-with backoff, and the outcome (sent, attempts, last error) stays in the row for the console.
+with backoff, and the outcome (sent, attempts, last error) stays in the row for the console. An
+alert whose sender died before delivering it (its lease, renewed at each attempt, is a minute
+old) is taken over by another process, once (compare and set on the lease).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("spaceai.alerts")
 ATTEMPTS = 5
 FIRST_BACKOFF_S = 0.5
+LEASE_S = 60.0  # an undelivered alert untouched this long lost its sender: another takes it
+ORPHAN_SCAN_S = 5.0
 
 
 def crossed(spend: int, budget: int, thresholds: tuple[int, ...] | list[int]) -> list[int]:
@@ -38,14 +42,15 @@ def crossed(spend: int, budget: int, thresholds: tuple[int, ...] | list[int]) ->
     return [t for t in thresholds if spend * 100 >= budget * t]
 
 
-def message(key: KeyRecord, threshold: int, spend: int, budget: int, period: str) -> dict:
+def message(key_id: str, key_name: str | None, threshold: int, spend: int, budget: int,
+            period: str) -> dict:
     """The webhook's JSON: Slack's ``text``, and the figures for anything else."""
-    name = f"'{key.name}' ({key.id})" if key.name else key.id
+    name = f"'{key_name}' ({key_id})" if key_name else key_id
     scope = "this month" if period != "all" else "in total"
     text = (f":warning: SpaceAI budget alert: key {name} has spent "
             f"${nanos_to_usd(spend):.6f} of its ${nanos_to_usd(budget):.6f} budget {scope} "
             f"({threshold}% threshold reached).")
-    return {"text": text, "key_id": key.id, "key_name": key.name, "threshold": threshold,
+    return {"text": text, "key_id": key_id, "key_name": key_name, "threshold": threshold,
             "spend": nanos_to_usd(spend), "budget": nanos_to_usd(budget), "period": period}
 
 
@@ -79,12 +84,44 @@ class BudgetAlerts:
             await self._session.close()
 
     async def _watch(self) -> None:
+        last_scan = 0.0
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.poll_s)
             try:
                 await self.check()
+                if loop.time() - last_scan >= ORPHAN_SCAN_S:
+                    last_scan = loop.time()
+                    for alert_id, attempts, payload in await asyncio.to_thread(self._orphans):
+                        self._spawn(alert_id, payload, attempts + 1)
             except Exception:  # noqa: BLE001 - the database may be briefly away
                 log.warning("budget alert check failed", exc_info=True)
+
+    def _spawn(self, alert_id: int, payload: dict[str, Any], first_attempt: int = 1) -> None:
+        task = asyncio.create_task(self._send(alert_id, payload, first_attempt))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    def _orphans(self) -> list[tuple[int, int, dict[str, Any]]]:
+        """Undelivered alerts whose sender is gone (an old lease), taken over (blocking)."""
+        stale = now() - timedelta(seconds=LEASE_S)
+        q = (sa.select(budget_alerts, api_keys.c.name.label("key_name"))
+             .select_from(budget_alerts.outerjoin(api_keys,
+                                                  api_keys.c.id == budget_alerts.c.key_id))
+             .where(budget_alerts.c.sent_at.is_(None), budget_alerts.c.attempts < ATTEMPTS,
+                    budget_alerts.c.lease_at < stale))
+        taken = []
+        with self.gw.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        for r in rows:
+            with self.gw.engine.begin() as conn:  # compare and set: one process takes it
+                res = conn.execute(budget_alerts.update().where(
+                    budget_alerts.c.id == r.id, budget_alerts.c.lease_at == r.lease_at,
+                    budget_alerts.c.sent_at.is_(None)).values(lease_at=now()))
+            if res.rowcount == 1:
+                taken.append((r.id, r.attempts, message(r.key_id, r.key_name, r.threshold,
+                                                        r.spend_nanos, r.budget_nanos, r.period)))
+        return taken
 
     async def check(self) -> None:
         """Claim and send the alerts of every key whose spend crossed a threshold."""
@@ -104,12 +141,9 @@ class BudgetAlerts:
             if due:
                 claimed = await asyncio.to_thread(self._claim, key, period, due, spend)
             self._seen[key.id] = state
-            if claimed:
-                for alert_id, threshold in claimed:
-                    task = asyncio.create_task(self._send(alert_id, message(
-                        key, threshold, spend, key.budget_nanos, period)))
-                    self._sending.add(task)
-                    task.add_done_callback(self._sending.discard)
+            for alert_id, threshold in claimed:
+                self._spawn(alert_id, message(key.id, key.name, threshold, spend,
+                                              key.budget_nanos, period))
 
     def _claim(self, key: KeyRecord, period: str, due: list[int],
                spend: int) -> list[tuple[int, int]]:
@@ -125,16 +159,17 @@ class BudgetAlerts:
                 with self.gw.engine.begin() as conn:
                     res = conn.execute(budget_alerts.insert().values(
                         key_id=key.id, period=period, threshold=threshold, spend_nanos=spend,
-                        budget_nanos=key.budget_nanos, created_at=now(), attempts=0))
+                        budget_nanos=key.budget_nanos, created_at=now(), attempts=0,
+                        lease_at=now()))
                     won.append((res.inserted_primary_key[0], threshold))
             except sa.exc.IntegrityError:  # another process claimed it first
                 continue
         return won
 
-    async def _send(self, alert_id: int, payload: dict[str, Any]) -> None:
+    async def _send(self, alert_id: int, payload: dict[str, Any], first_attempt: int = 1) -> None:
         delay = FIRST_BACKOFF_S
         error = None
-        for attempt in range(1, ATTEMPTS + 1):
+        for attempt in range(first_attempt, ATTEMPTS + 1):
             try:
                 async with self._session.post(self.url, json=payload) as r:
                     if 200 <= r.status < 300:
@@ -152,7 +187,8 @@ class BudgetAlerts:
 
     def _record(self, alert_id: int, attempts: int, error: str | None,
                 sent: bool = True) -> None:
-        values: dict[str, Any] = {"attempts": attempts, "last_error": error[:500] if error else None}
+        values: dict[str, Any] = {"attempts": attempts, "last_error": error[:500] if error else None,
+                                  "lease_at": now()}
         if sent:
             values["sent_at"] = now()
         with self.gw.engine.begin() as conn:

@@ -138,3 +138,45 @@ def test_alerts_are_listed_for_the_console_with_their_delivery(tmp_path, fake, r
     assert alert["key_name"] == "listed" and alert["threshold"] == 25
     assert alert["attempts"] == 2 and alert["last_error"] is None
     assert receiver.delivered[0]["threshold"] == 25
+
+
+def test_an_alert_whose_sender_died_is_delivered_once_by_another_process(
+        tmp_path, fake, pg_url, receiver, monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    from spaceai import alerts
+    from spaceai.storage.tables import budget_alerts
+
+    monkeypatch.setattr(alerts, "ORPHAN_SCAN_S", 0.1)
+    receiver.fail_first = 0
+    shared = {"database_url": pg_url, "redis_url": REDIS_URL}
+    settings = {"alert_webhook": receiver.url, "alert_poll_s": 0.05}
+    with GatewayServer(tmp_path, models=[priced_model(fake)], settings=settings,
+                       **shared) as a:
+        secret = a.create_key(name="orphaned", budget=1.0)
+        key_id = httpx.get(a.api_url + "/key",
+                           headers={"Authorization": f"Bearer {secret}"}).json()["id"]
+        old = datetime.now(UTC) - timedelta(minutes=5)
+        fresh = datetime.now(UTC)
+        with a.gateway.engine.begin() as conn:
+            conn.execute(budget_alerts.insert(), [
+                # claimed by a process that died after one failed attempt
+                {"key_id": key_id, "period": "all", "threshold": 80, "spend_nanos": 850_000_000,
+                 "budget_nanos": 10**9, "created_at": old, "attempts": 1, "lease_at": old,
+                 "last_error": "HTTP 503"},
+                # being sent right now by a live process: left alone
+                {"key_id": key_id, "period": "all", "threshold": 50, "spend_nanos": 600_000_000,
+                 "budget_nanos": 10**9, "created_at": fresh, "attempts": 0, "lease_at": fresh,
+                 "last_error": None}])
+        b = GatewayServer(tmp_path, models=[priced_model(fake)], settings=settings,
+                          **shared).start()
+        try:
+            _wait_for(lambda: receiver.delivered)
+            time.sleep(1.0)  # both processes scanned several times
+        finally:
+            b.stop()
+        listed = {x["threshold"]: x for x in a.admin("GET", "/admin/alerts").json()["data"]
+                  if x["key_id"] == key_id}
+    assert [(d["threshold"], d["key_name"]) for d in receiver.delivered] == [(80, "orphaned")]
+    assert listed[80]["sent_at"] and listed[80]["attempts"] == 2
+    assert listed[50]["sent_at"] is None

@@ -106,6 +106,8 @@ budget_alerts = sa.Table(
     sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.String(500), nullable=True),
+    # renewed at each delivery attempt: an undelivered alert whose lease is old lost its sender
+    sa.Column("lease_at", sa.DateTime(timezone=True), nullable=True),
 )
 sa.Index("ux_budget_alerts_once", budget_alerts.c.key_id, budget_alerts.c.period,
          budget_alerts.c.threshold, unique=True)

@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("last_error", sa.String(500), nullable=True),
+        sa.Column("lease_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index("ux_budget_alerts_once", "budget_alerts", ["key_id", "period", "threshold"],
                     unique=True)
