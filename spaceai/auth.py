@@ -89,6 +89,10 @@ class KeyCache:
         self._by_hash[record.key_hash] = record
         self._unknown.pop(record.key_hash, None)
 
+    def known(self) -> list[KeyRecord]:
+        """Every key this process has served (the cache's records)."""
+        return list(self._by_hash.values())
+
     async def _load(self, digest: str) -> KeyRecord | None:
         seen = self._unknown.get(digest)
         if seen is not None and time.monotonic() - seen < _NEGATIVE_TTL_S:

@@ -50,17 +50,27 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @config_option
 @click.option("--workers", default=1, show_default=True, type=int)
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              help="info (or debug) adds one access line per request.")
+@click.option("--log-json", is_flag=True, help="Log JSON lines (one object a line).")
 @json_option
-def serve(host: str, port: int, config: str | None, workers: int, as_json: bool) -> None:
+def serve(host: str, port: int, config: str | None, workers: int, log_level: str,
+          log_json: bool, as_json: bool) -> None:
     """Run the gateway."""
     import uvicorn
 
     from spaceai.api.connections import server_options
+    from spaceai.logs import configure
     from spaceai.storage.db import migrate
 
+    # the workers configure their logging from these (spaceai.api.app.app_factory)
+    os.environ["SPACEAI_LOG_LEVEL"] = log_level
+    os.environ["SPACEAI_LOG_JSON"] = "1" if log_json else "0"
     if config:
         os.environ["SPACEAI_CONFIG"] = os.path.abspath(config)
     settings = Settings.load(config)
+    configure(log_level, log_json, settings.secrets())
     problem = multi_process_problem(settings, workers)
     if problem:
         raise click.UsageError(problem)
@@ -83,7 +93,7 @@ def serve(host: str, port: int, config: str | None, workers: int, as_json: bool)
         click.echo(f"Docs and playground:  {info['url']}/")
     uvicorn.run("spaceai.api.app:app_factory", factory=True, host=host, port=port,
                 workers=workers, loop="uvloop", access_log=False,
-                log_level="warning", timeout_graceful_shutdown=30, lifespan="on",
+                log_level=log_level, log_config=None, timeout_graceful_shutdown=30, lifespan="on",
                 proxy_headers=False, server_header=False, **server_options(settings))
 
 
@@ -113,7 +123,7 @@ def multi_process_problem(settings: Settings, workers: int) -> str | None:
 
 @main.group()
 def keys() -> None:
-    """Create, list and revoke API keys."""
+    """Create, list, update and revoke API keys."""
 
 
 @keys.command("create")
@@ -181,6 +191,76 @@ def keys_revoke(key_id: str, config: str | None, as_json: bool) -> None:
         _emit(record.to_public())
     else:
         click.echo(f"revoked {key_id}")
+
+
+def _clearable(value: str | None, convert, label: str):  # noqa: ANN001, ANN202
+    """(given, value): ``none`` removes the limit."""
+    if value is None:
+        return False, None
+    if value.strip().lower() in ("none", "null", ""):
+        return True, None
+    try:
+        return True, convert(value)
+    except ValueError:
+        raise click.UsageError(f"{label}: expected a number or 'none', got {value!r}") from None
+
+
+@keys.command("update")
+@click.argument("key_id")
+@click.option("--name", default=None)
+@click.option("--models", default=None,
+              help="Comma-separated model ids this key may use ('all' for every model).")
+@click.option("--budget", default=None, help="Budget in USD ('none' removes it).")
+@click.option("--rpm", default=None, help="Requests per minute ('none' removes the limit).")
+@click.option("--tpm", default=None, help="Tokens per minute ('none' removes the limit).")
+@click.option("--expires", default=None,
+              help="ISO 8601 date/time, a duration like 30d, or 'never'.")
+@click.option("--alerts", default=None,
+              help="Budget alert thresholds in percent, like 50,80,100 ('default' for the "
+                   "gateway's).")
+@config_option
+@json_option
+def keys_update(key_id, name, models, budget, rpm, tpm, expires, alerts, config, as_json) -> None:  # noqa: ANN001
+    """Change an existing key's limits; they hold from its next request, in every process."""
+    from spaceai.catalog import Catalog
+    from spaceai.keys import parse_expiry
+
+    changes: dict[str, Any] = {}
+    if name is not None:
+        changes["name"] = name
+    if models is not None:
+        model_list = [m.strip() for m in models.split(",") if m.strip()]
+        if model_list in ([], ["all"]):
+            changes["models"] = None
+        else:
+            catalog = Catalog.load(Settings.load(config).config_path)
+            unknown = [m for m in model_list if catalog.get(m) is None]
+            if unknown:
+                raise click.UsageError(f"unknown models: {', '.join(unknown)}")
+            changes["models"] = model_list
+    for label, raw, convert in (("budget", budget, float), ("rpm", rpm, int), ("tpm", tpm, int)):
+        given, value = _clearable(raw, convert, label)
+        if given:
+            changes[label] = value
+    if expires is not None:
+        try:
+            changes["expires_at"] = (None if expires.strip().lower() in ("never", "none")
+                                     else parse_expiry(expires))
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    if alerts is not None:
+        changes["alert_thresholds"] = None if alerts.strip().lower() in ("default", "none") \
+            else alerts
+    try:
+        record = _store(config).update(key_id, **changes)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if record is None:
+        raise click.ClickException(f"no key with id {key_id}")
+    if as_json:
+        _emit(record.to_public())
+    else:
+        click.echo(f"updated {key_id}")
 
 
 @main.command()

@@ -54,6 +54,20 @@ class Settings:
             soft = 1024
         # each request in flight holds a client socket and an upstream one
         return max(16, min(10000, soft // 2))
+    alert_webhook: str | None = None  # budget alerts are POSTed here (Slack-compatible JSON)
+    alert_thresholds: str = "50,80,100"  # percent of a key's budget, unless the key says
+    alert_poll_s: float = 0.5
+
+    def secrets(self) -> list[str]:
+        """Values no log line may show: the admin key, and passwords in the URLs."""
+        found = [self.admin_key or ""]
+        for url in (self.database_url, self.redis_url or ""):
+            if "@" in url and "://" in url:
+                credentials = url.split("://", 1)[1].rsplit("@", 1)[0]
+                found.append(credentials.partition(":")[2])
+        for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+            found.append(os.environ.get(name, ""))
+        return [s for s in found if s]
 
     @classmethod
     def load(cls, config_path: str | None = None) -> Settings:
@@ -86,6 +100,9 @@ class Settings:
             key_cache_ttl_s=float(pick("SPACEAI_KEY_CACHE_TTL_S", "key_cache_ttl_s", 1.0)),
             local_parallel=int(pick("SPACEAI_LOCAL_PARALLEL", "local_parallel", 4)),
             local_threads=int(pick("SPACEAI_LOCAL_THREADS", "local_threads", 2)),
+            alert_webhook=pick("SPACEAI_ALERT_WEBHOOK", "alert_webhook", None),
+            alert_thresholds=str(pick("SPACEAI_ALERT_THRESHOLDS", "alert_thresholds",
+                                      "50,80,100")),
             local_model_preload=str(
                 pick("SPACEAI_LOCAL_PRELOAD", "local_model_preload", "1")
             ).lower() not in ("0", "false", "no"),

@@ -54,6 +54,17 @@ class Gateway:
         self.providers = build_providers(self.http, settings)
         self.router = Router(self.catalog, self.providers)
         self.control: Control = build_control(settings, self.engine, self.ledger)
+        from spaceai import telemetry
+
+        self.telemetry = telemetry.from_env()
+        if self.telemetry is not None:
+            self.ledger.on_record = self.telemetry.note_usage
+        self.alerts = None
+        if settings.alert_webhook:
+            from spaceai.alerts import BudgetAlerts
+
+            self.alerts = BudgetAlerts(self, settings.alert_webhook, settings.alert_thresholds,
+                                       settings.alert_poll_s)
         self.ready = False
 
     async def start(self) -> None:
@@ -67,6 +78,10 @@ class Gateway:
         self.ledger.start()
         await self.key_cache.start()
         await self.responses.start()  # purges expired stored responses, then periodically
+        if self.telemetry is not None:
+            self.telemetry.start()
+        if self.alerts is not None:
+            await self.alerts.start()
         used = {m.provider for m in self.catalog}
         for name in used:
             if name == "local" and not self.settings.local_model_preload:
@@ -85,6 +100,8 @@ class Gateway:
 
     async def close(self) -> None:
         self.ready = False
+        if self.alerts is not None:
+            await self.alerts.close()
         await self.key_cache.close()
         await self.responses.close()
         await self.control.close()
@@ -95,4 +112,6 @@ class Gateway:
                 log.exception("provider %s failed to close", provider.name)
         await self.http.close()
         await asyncio.to_thread(self.ledger.close)
+        if self.telemetry is not None:
+            await asyncio.to_thread(self.telemetry.close)
         self.engine.dispose()

@@ -75,6 +75,25 @@ def parse_expiry(value: str | None) -> datetime | None:
                            f"{value[:100]!r}", "expires") from None
 
 
+def parse_thresholds(value: Any) -> list[int] | None:
+    """Budget alert thresholds in percent (``"50,80,100"`` or a list), sorted; None for none."""
+    if value is None or value == "":
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError("alert_thresholds: a list of percentages, like [50, 80, 100]")
+    out = set()
+    for item in items:
+        try:
+            n = int(str(item).strip())
+        except ValueError:
+            raise ValueError(f"alert_thresholds: {item!r} is not a whole percentage") from None
+        if isinstance(item, bool) or not 1 <= n <= 1000:
+            raise ValueError("alert_thresholds: each must be between 1 and 1000 (percent)")
+        out.add(n)
+    return sorted(out) or None
+
+
 def _aware(dt: datetime | None) -> datetime | None:
     if dt is not None and dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
@@ -100,6 +119,7 @@ class KeyRecord:
     revoked: bool
     created_at: datetime
     updated_at: datetime
+    alert_thresholds: tuple[int, ...] | None = None  # percent; None: the gateway's default
 
     @classmethod
     def from_row(cls, row: Any) -> KeyRecord:
@@ -120,6 +140,7 @@ class KeyRecord:
             revoked=bool(row.revoked),
             created_at=_aware(row.created_at),
             updated_at=_aware(row.updated_at),
+            alert_thresholds=tuple(row.alert_thresholds) if row.alert_thresholds else None,
         )
 
     def is_expired(self, at: datetime | None = None) -> bool:
@@ -146,6 +167,7 @@ class KeyRecord:
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "revoked": self.revoked,
             "created_at": self.created_at.isoformat(),
+            "alert_thresholds": list(self.alert_thresholds) if self.alert_thresholds else None,
         }
 
 
@@ -226,4 +248,42 @@ class KeyStore:
                 .where(api_keys.c.id == key_id)
                 .values(revoked=True, updated_at=now())
             )
+        return self.get(key_id) if res.rowcount else None
+
+    def update(self, key_id: str, **changes: Any) -> KeyRecord | None:
+        """Change a key's ``name``, ``models``, ``budget`` (USD), ``rpm``, ``tpm`` or
+        ``expires_at``; a value of None removes that limit. None if there is no such key.
+
+        ``updated_at`` moves, so every gateway process's key cache picks the change up within
+        its poll interval; budgets and rate limits are read from the cached record at each
+        admission, so the new limits hold from the next request on.
+        """
+        allowed = {"name", "models", "budget", "rpm", "tpm", "expires_at", "alert_thresholds"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"cannot change {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        if "name" in changes:
+            values["name"] = changes["name"]
+        if "models" in changes:
+            models = changes["models"]
+            values["models"] = sorted(set(models)) if models is not None else None
+        if "budget" in changes:
+            budget = changes["budget"]
+            if budget is not None and budget < 0:
+                raise ValueError("budget must be >= 0")
+            values["budget_nanos"] = usd_to_nanos(budget) if budget is not None else None
+        for label in ("rpm", "tpm"):
+            if label in changes:
+                v = changes[label]
+                if v is not None and v <= 0:
+                    raise ValueError(f"{label} must be a positive integer")
+                values[label] = v
+        if "expires_at" in changes:
+            values["expires_at"] = changes["expires_at"]
+        if "alert_thresholds" in changes:
+            values["alert_thresholds"] = parse_thresholds(changes["alert_thresholds"])
+        values["updated_at"] = now()
+        with self.engine.begin() as conn:
+            res = conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(**values))
         return self.get(key_id) if res.rowcount else None

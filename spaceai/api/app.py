@@ -7,15 +7,27 @@ The path of a request: ``app`` (routing) -> ``api/<endpoint>`` -> ``auth`` -> ``
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
-from spaceai.api import admin, completions, embeddings, health, messages, metered, models, responses
+from spaceai.api import (
+    admin,
+    completions,
+    console,
+    embeddings,
+    health,
+    messages,
+    metered,
+    models,
+    responses,
+)
 from spaceai.api.http import ClientGone, Request, error_response, head_response, json_response
 from spaceai.api.metrics import metrics_endpoint
 from spaceai.api.openapi import openapi_response
 from spaceai.api.pages import docs_page, static_file
 from spaceai.config import Settings
 from spaceai.gateway import Gateway
+from spaceai.logs import ACCESS, access, configure_from_env
 from spaceai.types import GatewayError
 
 log = logging.getLogger("spaceai.api")
@@ -40,6 +52,12 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/metrics"): metrics_endpoint,
     ("GET", "/openapi.json"): openapi_response,
     ("GET", "/"): docs_page,
+    ("GET", "/console"): console.console_page,
+    ("GET", "/admin/overview"): console.overview,
+    ("GET", "/admin/requests"): console.requests,
+    ("GET", "/admin/models"): console.models,
+    ("GET", "/admin/keys/activity"): console.key_activity,
+    ("GET", "/admin/alerts"): console.alerts,
 }
 # routes with one trailing path parameter: (method, prefix) -> (handler, parameter name)
 PREFIX_ROUTES: dict[tuple[str, str], tuple[Handler, str]] = {
@@ -48,6 +66,8 @@ PREFIX_ROUTES: dict[tuple[str, str], tuple[Handler, str]] = {
     ("GET", "/v1/responses/"): (responses.get_response, "id"),  # also {id}/input_items
     ("DELETE", "/v1/responses/"): (responses.delete_response, "id"),
     ("GET", "/static/"): (static_file, "path"),
+    ("PATCH", "/admin/keys/"): (console.update_key, "id"),
+    ("GET", "/console/"): (console.console_file, "path"),
 }
 
 
@@ -98,6 +118,7 @@ class App:
                 return
 
     async def http(self, scope: dict, receive: Callable, send: Callable) -> None:
+        started = time.perf_counter()
         request = Request(scope, receive)
         rid = request.request_id.encode()
         head = request.method == "HEAD"  # every GET route answers HEAD, without the body
@@ -118,6 +139,7 @@ class App:
             else:
                 response = error_response(exc)
         except ClientGone:
+            self._finished(request, 499, started)
             return
         except Exception as exc:  # noqa: BLE001 - never leak a traceback to a client
             log.exception("unhandled error on %s %s", request.method, request.path)
@@ -131,6 +153,18 @@ class App:
         if head:
             response = head_response(response)
         await response.send(send, receive)
+        self._finished(request, response.status, started)
+
+    def _finished(self, request: Request, status: int, started: float) -> None:
+        """The request's access line and span, when they are on."""
+        if ACCESS.isEnabledFor(logging.INFO):
+            access(request.method, request.path, status, started, request.request_id,
+                   request.scope.get("client"))
+        tracer = self.gw.telemetry
+        if tracer is not None:
+            started_ns = time.time_ns() - int((time.perf_counter() - started) * 1e9)
+            tracer.end_request(request.request_id, request.method, request.path, status,
+                               started_ns, request.header(b"traceparent"))
 
 
 def create_app(settings: Settings | None = None, gateway: Gateway | None = None) -> App:
@@ -140,6 +174,8 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
 
 def app_factory() -> App:
     """Entry point for uvicorn's ``--factory`` (each worker builds its own gateway)."""
-    return create_app()
+    settings = Settings.load()
+    configure_from_env(settings.secrets())
+    return create_app(settings)
 
 

@@ -43,7 +43,10 @@ def _path_param(name: str) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-def _query(name: str, schema: dict[str, Any]) -> dict:
+def _query(name: str, schema: dict[str, Any] | str = "string") -> dict:
+    """A query parameter; ``schema`` a JSON Schema, or just its type's name."""
+    if isinstance(schema, str):
+        schema = {"type": schema}
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
@@ -268,6 +271,69 @@ SPEC: dict[str, Any] = {
         },
     },
 }
+
+# the operator console's endpoints (GET /console is the page itself)
+SPEC["paths"]["/admin/keys/{id}"]["patch"] = _op(
+    "Change a key's name, models, budget, rpm, tpm or expiry (null removes a limit); the new "
+    "limits hold from the key's next request", auth="admin", body="KeyUpdate", ok="Key",
+    params=[_path_param("id")])
+SPEC["paths"].update({
+    "/admin/overview": {"get": _op(
+        "Spend, requests, errors, tokens and p50/p95 latency per hour or day, by key and by "
+        "model, summed from the hourly rollup", auth="admin", ok="Overview", params=[
+            {**_query("window"), "schema": {"type": "string", "enum": ["24h", "7d", "30d"],
+                                            "default": "24h"}},
+            {**_query("bucket"), "schema": {"type": "string", "enum": ["hour", "day"]},
+             "description": "default: hour for 24h, day for 7d and 30d"},
+            _query("key"), _query("model"),
+            {**_query("split"), "schema": {"type": "string", "enum": ["key_id", "model"]},
+             "description": "adds series: cost and requests per bucket for each key or model"}])},
+    "/admin/requests": {"get": _op(
+        "The request log, newest first: ledger rows with the key's name", auth="admin", params=[
+            _query("key"), _query("model"),
+            {**_query("status"), "description": "ok, error (anything not ok), a row status "
+                                                "(refused, timeout, ...) or an HTTP status"},
+            _query("since"), _query("until"),
+            {**_query("before", "integer"), "description": "a row id: the rows older than it "
+                                                           "(next_before of the last page)"},
+            {**_query("limit", "integer"), "description": "1 to 500, default 50"}])},
+    "/admin/models": {"get": _op("The live catalog with prices, capabilities, fallbacks and "
+                                 "whether each model is configured", auth="admin")},
+    "/admin/keys/activity": {"get": _op("When each key was last used", auth="admin")},
+    "/admin/alerts": {"get": _op("Budget alerts sent (or being sent), newest first, with their "
+                                 "delivery", auth="admin")},
+    "/console": {"get": _op("The operator console (HTML; asks for the admin key)", auth="none")},
+})
+_FIGURES = {"requests": {"type": "integer"}, "errors": {"type": "integer"},
+            "prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
+            "cost": {"type": "number"}, "avg_latency_ms": {"type": ["number", "null"]},
+            "p50_latency_ms": {"type": ["number", "null"]},
+            "p95_latency_ms": {"type": ["number", "null"]}}
+SPEC["components"]["schemas"].update({
+    "KeyUpdate": {"type": "object", "properties": {
+        "name": {"type": ["string", "null"]},
+        "models": {"type": ["array", "null"], "items": {"type": "string"}},
+        "budget": {"type": ["number", "null"]}, "rpm": {"type": ["integer", "null"]},
+        "tpm": {"type": ["integer", "null"]},
+        "expires_at": {"type": ["string", "null"],
+                       "description": "ISO 8601 or a duration like 30d; null: never"},
+        "alert_thresholds": {"type": ["array", "null"], "items": {"type": "integer"},
+                             "description": "budget alert thresholds in percent; null: the "
+                                            "gateway's default (SPACEAI_ALERT_THRESHOLDS)"}}},
+    "Overview": {"type": "object", "properties": {
+        "window": {"type": "string"}, "bucket": {"type": "string"},
+        "since": {"type": "string", "description": "start of the first bucket (UTC)"},
+        "buckets": {"type": "array", "items": {"type": "object", "properties": {
+            "start": {"type": "string"}, **_FIGURES}}},
+        "totals": {"type": "object", "properties": _FIGURES},
+        "by_key": {"type": "array", "items": {"type": "object", "properties": {
+            "key_id": {"type": ["string", "null"]}, "name": {"type": ["string", "null"]},
+            **_FIGURES}}},
+        "by_model": {"type": "array", "items": {"type": "object", "properties": {
+            "model": {"type": "string"}, **_FIGURES}}},
+        "series": {"type": "array", "description": "with split: cost and requests per bucket, "
+                                                   "one entry per key_id or model"}}},
+})
 
 _BODY = orjson.dumps(SPEC)
 

@@ -87,6 +87,7 @@ class Ledger:
         self._recovered = False
         self.restarts = 0
         self.replayed = 0
+        self.on_record = None  # called with each UsageRecord (telemetry), when set
 
     # ------------------------------------------------------------------ start and stop
 
@@ -214,6 +215,8 @@ class Ledger:
         ``reservation`` (admission id, budget period) lets a process that recovers the row
         after a crash settle its budget reservation exactly once.
         """
+        if self.on_record is not None:
+            self.on_record(rec)
         row = _row_of(rec)
         if self._sqlite:
             # SQLAlchemy's own SQLite DateTime storage format (naive UTC), so reads parse it

@@ -2,8 +2,9 @@
 
 The gateway appends every row to a spool file (see :mod:`spaceai.metering.spool`) before the
 request's answer completes. This process tails the spool from its committed offset and inserts
-the rows with the driver (sqlite3 or psycopg), adding their cost to the keys' spend in the same
-transaction, then records the new offset beside the spool (``<segment>.offset``). Because an
+the rows with the driver (sqlite3 or psycopg), adding their cost to the keys' spend and their
+figures to the hourly and daily rollup (:mod:`spaceai.metering.rollup`) in the same transaction,
+then records the new offset beside the spool (``<segment>.offset``). Because an
 insert is idempotent on the request id, replaying rows after any crash never bills twice.
 
 A row the database refuses is repaired first (control characters escaped, numbers and text
@@ -33,6 +34,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from spaceai.metering import rollup
 
 log = logging.getLogger("spaceai.ledger")
 
@@ -82,6 +85,7 @@ class Store:
         self.rid = fields.index("request_id")
         self.key = fields.index("key_id")
         self.cost = fields.index("cost_nanos")
+        self.index = {name: i for i, name in enumerate(fields)}
         self._repairs = [self._repairer(name) for name in fields]
         self.db: Any = None
         self.dead = 0
@@ -125,6 +129,7 @@ class Store:
         self.insert_sql = f"INSERT INTO usage ({', '.join(self.fields)}) VALUES ({marks})"
         self.spend_sql = (f"UPDATE api_keys SET spend_nanos = spend_nanos + {self.mark} "
                           f"WHERE id = {self.mark}")
+        self.rollup_sql = rollup.upsert_sql(self.mark)
         self.dead_sql = ("INSERT INTO usage_dead_letters (request_id, payload, reason, created_at)"
                          f" VALUES ({self.mark}, {self.mark}, {self.mark}, {self.mark})")
         self.db = conn
@@ -161,7 +166,7 @@ class Store:
         return found
 
     def _insert(self, rows: list[list]) -> list[list]:
-        """One transaction: the rows not already in the ledger, and their keys' spend."""
+        """One transaction: the rows not already in the ledger, their keys' spend, the rollup."""
         cur = self.db.cursor()
         cur.execute("BEGIN IMMEDIATE" if self.kind == "sqlite" else "BEGIN")
         try:
@@ -179,6 +184,9 @@ class Store:
                 cur.executemany(self.insert_sql, fresh)
             if spend:
                 cur.executemany(self.spend_sql, [(n, k) for k, n in spend.items()])
+            if fresh:
+                groups = rollup.expand(rollup.aggregate(fresh, self.index))
+                cur.executemany(self.rollup_sql, rollup.upsert_params(groups))
             cur.execute("COMMIT")
             return fresh
         except BaseException:

@@ -26,6 +26,8 @@ api_keys = sa.Table(
     sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # budget alert thresholds in percent (null: the gateway's default, 50/80/100)
+    sa.Column("alert_thresholds", sa.JSON, nullable=True),
 )
 
 usage = sa.Table(
@@ -84,3 +86,45 @@ responses = sa.Table(
 
 sa.Index("ix_responses_created", responses.c.created_at)
 sa.Index("ix_responses_key", responses.c.key_id)
+
+# the ledger summed per UTC hour and day, key and model (and "*" for all), kept by the ledger
+# writer in the same transaction as the rows (spaceai/metering/rollup.py): overviews never
+# scan the ledger
+usage_rollup = sa.Table(
+    "usage_rollup",
+    metadata,
+    sa.Column("span_hours", sa.Integer, primary_key=True),  # 1 or 24
+    sa.Column("start_hour", sa.Integer, primary_key=True),  # hours since the epoch, UTC
+    sa.Column("key_id", sa.String(32), primary_key=True),  # "" no key, "*" every key
+    sa.Column("model", sa.String(200), primary_key=True),  # "*" every model
+    sa.Column("requests", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("errors", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("prompt_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("completion_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cost_nanos", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("latency_ms_sum", sa.Float, nullable=False, server_default="0"),
+    *[sa.Column(f"lat_{i:02d}", sa.BigInteger, nullable=False, server_default="0")
+      for i in range(40)],
+)
+
+# budget alerts: one row per key, budget period and threshold crossed. The row is the claim
+# (a unique index), so of several processes that see the crossing exactly one sends it.
+budget_alerts = sa.Table(
+    "budget_alerts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("period", sa.String(16), nullable=False),  # "all" or the UTC month "2026-11"
+    sa.Column("threshold", sa.Integer, nullable=False),  # percent of the budget
+    sa.Column("spend_nanos", sa.BigInteger, nullable=False),
+    sa.Column("budget_nanos", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.String(500), nullable=True),
+    # renewed at each delivery attempt: an undelivered alert whose lease is old lost its sender
+    sa.Column("lease_at", sa.DateTime(timezone=True), nullable=True),
+)
+sa.Index("ux_budget_alerts_once", budget_alerts.c.key_id, budget_alerts.c.period,
+         budget_alerts.c.threshold, unique=True)
