@@ -10,7 +10,6 @@ from typing import Any
 
 from spaceai.types import ChatRequest, GatewayError
 
-DEFAULT_TEMPERATURE = 0.7
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _PART_TYPES = {"text", "image_url", "input_audio", "file", "refusal"}
@@ -259,7 +258,8 @@ def _response_format(body: dict) -> None:
 def _common(body: dict, params: dict[str, Any]) -> tuple[bool, bool]:
     """Sampling and streaming parameters shared by chat and legacy completions."""
     temperature = _number(body, "temperature", 0, 2)
-    params["temperature"] = DEFAULT_TEMPERATURE if temperature is None else temperature
+    if temperature is not None:  # else the model's default, if it takes one (providers/fit.py)
+        params["temperature"] = temperature
     for name, lo, hi in (("top_p", 0, 1), ("presence_penalty", -2, 2), ("frequency_penalty", -2, 2)):
         v = _number(body, name, lo, hi)
         if v is not None:
@@ -332,11 +332,18 @@ def _passthrough(body: dict, params: dict[str, Any]) -> None:
 
 
 def parse_chat(body: Any) -> ChatRequest:
-    """A validated ChatRequest from a decoded /v1/chat/completions body."""
+    """A validated ChatRequest from a decoded /v1/chat/completions body.
+
+    Parameters it does not know are kept as they came (named in ``unknown``): each model's
+    provider forwards, drops or refuses them (``spaceai/providers/fit.py``).
+    """
     model = _model(body)
     messages = _messages(body)
-    _unknown(body, _CHAT_KNOWN)
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = {
+        name: value for name, value in body.items() if name not in _CHAT_KNOWN
+        and value is not None
+    }
+    unknown = tuple(params)
     stream, include_usage = _common(body, params)
     _tools(body)
     _tool_choice(body)
@@ -346,7 +353,7 @@ def parse_chat(body: Any) -> ChatRequest:
             params[name] = body[name]
     _passthrough(body, params)
     return ChatRequest(model=model, messages=messages, params=params, stream=stream,
-                       include_usage=include_usage)
+                       include_usage=include_usage, unknown=unknown)
 
 
 _COMPLETION_KNOWN = {

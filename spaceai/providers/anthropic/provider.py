@@ -13,7 +13,7 @@ import orjson
 from spaceai.catalog import ModelConfig
 from spaceai.providers.anthropic.errors import error_from_body, error_from_event
 from spaceai.providers.anthropic.native import Event, count_tokens_body, upstream_body
-from spaceai.providers.anthropic.request import build_request
+from spaceai.providers.anthropic.request import answer_tool, build_request
 from spaceai.providers.anthropic.response import message_to_openai, usage_from_anthropic
 from spaceai.providers.anthropic.stream import AnthropicStreamDecoder
 from spaceai.providers.base import Provider
@@ -237,7 +237,7 @@ class AnthropicProvider(Provider):
             ) from exc
         if not isinstance(msg, dict) or msg.get("type") == "error":
             raise error_from_body(500, msg if isinstance(msg, dict) else None)
-        return message_to_openai(msg, model.id)
+        return message_to_openai(msg, model.id, answer=answer_tool(req.params))
 
     async def chat_stream(
         self, req: ChatRequest, model: ModelConfig
@@ -255,7 +255,7 @@ class AnthropicProvider(Provider):
         if model.first_byte_timeout_s:
             first_event = min(deadline, loop.time() + model.first_byte_timeout_s)
         resp = await self._post(model, body, deadline)
-        decoder = AnthropicStreamDecoder(model.id)
+        decoder = AnthropicStreamDecoder(model.id, answer=answer_tool(req.params))
         parser = SSEParser()
         clean = False
         try:
