@@ -167,7 +167,7 @@ class Router:
                 except Unfit as exc:  # this fallback cannot honour the request: the next may
                     if candidate is model:
                         raise
-                    last = exc
+                    last = last or exc  # the client hears why the model it named failed
                     break
                 except UpstreamError as exc:
                     dep.failed()

@@ -41,9 +41,11 @@ def gw(tmp_path_factory):
     models = [
         anthropic_model(fa),
         anthropic_model(fa, id="claude-lenient", drop_unsupported=True),
+        anthropic_model(fa, id="claude-native-so", structured_output="output_config"),
         priced_model(fo, "gpt-4o"),
         priced_model(fo, "gpt-strict", strict_params=True),
         priced_model(fo, "o3-mini"),
+        priced_model(fo, "gpt-flaky", fallbacks=[LOCAL]),
         {"id": LOCAL, "provider": "local", "capabilities": ["chat", "completions"],
          "pricing": {"input": 0, "output": 0}},
     ]
@@ -97,6 +99,18 @@ def test_claude_json_schema_streams_as_json_text(gw, client):
             finish = choice.finish_reason or finish
     person(text)
     assert finish == "stop" and not calls
+
+
+def test_claude_with_output_config_gets_anthropics_own_structured_output(gw, client):
+    reply = client.chat.completions.create(model="claude-native-so", messages=USER,
+                                           response_format=PERSON_FORMAT)
+    sent = gw.fa.requests[-1].body
+    assert sent["output_config"] == {"format": {"type": "json_schema", "schema": PERSON}}
+    assert "tools" not in sent and "tool_choice" not in sent
+    person(reply.choices[0].message.content)
+    stream = client.chat.completions.create(model="claude-native-so", messages=USER,
+                                            response_format=PERSON_FORMAT, stream=True)
+    person("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
 
 
 def test_claude_json_schema_that_is_not_an_object_is_unwrapped(gw, client):
@@ -232,6 +246,18 @@ def test_strict_params_refuses_unknown_parameters_naming_them(gw, client):
     assert e.value.body["code"] == "unknown_parameter"
 
 
+def test_a_fallback_that_cannot_honour_the_request_is_skipped(gw, client):
+    from fakes.upstream import Error
+
+    gw.fo.script(Error(status=500, message="boom"))
+    with pytest.raises(openai.APIStatusError) as e:  # not the local model's 400 about tools
+        client.chat.completions.create(model="gpt-flaky", messages=USER, tools=TOOLS)
+    assert e.value.status_code >= 500
+    gw.fo.script(Error(status=500, message="boom"))
+    reply = client.chat.completions.create(model="gpt-flaky", messages=USER, max_tokens=4)
+    assert reply.model == LOCAL
+
+
 # -- sampling defaults come from the model ----------------------------------------------------
 
 
@@ -277,3 +303,42 @@ def test_catalog_capabilities_default_per_provider_and_are_overridable():
     assert c.reasoning and c.sampling_defaults == {"temperature": 1}
     assert c.max_tokens_param == "max_completion_tokens"
     assert d.reasoning and d.sampling_defaults == {}
+
+
+# -- fit, without a server --------------------------------------------------------------------
+
+
+def _fit(provider: str, params: dict, **entry):
+    from spaceai.providers.fit import fit
+    from spaceai.types import ChatRequest
+
+    model = Catalog.from_dicts([{"id": "m", "provider": provider, **entry}]).get("m")
+    return fit(ChatRequest(model="m", messages=list(USER), params=dict(params)), model)
+
+
+def test_hints_that_change_no_answer_are_accepted_by_translated_providers():
+    hints = {"user": "u", "metadata": {"a": "b"}, "store": True, "service_tier": "auto",
+             "prompt_cache_key": "k", "safety_identifier": "s", "reasoning_effort": "low"}
+    for provider in ("anthropic", "local"):
+        assert _fit(provider, hints).dropped == []
+
+
+def test_neutral_values_ask_for_nothing_and_pass():
+    assert _fit("anthropic", {"n": 1, "logprobs": False, "presence_penalty": 0}).dropped == []
+
+
+def test_reasoning_effort_on_a_reasoning_claude_is_refused_not_ignored():
+    from spaceai.types import GatewayError
+
+    with pytest.raises(GatewayError) as e:
+        _fit("anthropic", {"reasoning_effort": "high"}, reasoning=True)
+    assert e.value.param == "reasoning_effort"
+
+
+def test_legacy_completions_keep_max_tokens_on_reasoning_models():
+    from spaceai.providers.fit import fit
+    from spaceai.types import ChatRequest
+
+    model = Catalog.from_dicts([{"id": "o3", "provider": "openai"}]).get("o3")
+    req = ChatRequest(model="o3", messages=[], params={"max_tokens": 5}, prompt="hi")
+    assert fit(req, model).req.params == {"max_tokens": 5}

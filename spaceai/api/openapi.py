@@ -48,7 +48,12 @@ SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "SpaceAI", "version": __version__,
              "description": "One OpenAI-compatible API in front of many models, metered to the "
-                            "token."},
+                            "token. A request is honoured on the model it reaches or refused "
+                            "with a 400 naming what cannot be honoured (param): tools on a model "
+                            "without the tools capability, response_format without json_schema, "
+                            "images without vision, parameters a translated provider cannot "
+                            "honour. A model configured with drop_unsupported drops those "
+                            "parameters instead and names them in the x-spaceai-dropped header."},
     "paths": {
         "/v1/models": {"get": _op("List models", ok="ModelList")},
         "/v1/models/{id}": {"get": _op("Retrieve a model", ok="Model",
@@ -104,13 +109,28 @@ SPEC: dict[str, Any] = {
             "Model": {"type": "object", "properties": {
                 "id": {"type": "string"}, "object": {"type": "string", "enum": ["model"]},
                 "created": {"type": "integer"}, "owned_by": {"type": "string"},
-                "capabilities": {"type": "array", "items": {"type": "string"}},
+                "capabilities": {"type": "array", "items": {"type": "string", "enum": [
+                    "chat", "completions", "embeddings", "tools", "json_schema", "vision",
+                    "reasoning"]}, "description": "the endpoints the model serves (chat, "
+                    "completions, embeddings), then the features it honours: tools (function "
+                    "calling), json_schema (structured output: response_format / text.format), "
+                    "vision (image input), reasoning (no default temperature; max_tokens sent "
+                    "as max_completion_tokens)"},
+                "context_window": {"type": "integer"},
+                "max_output_tokens": {"type": "integer"},
                 "pricing": {"type": "object", "properties": {
                     "input": {"type": "number"}, "output": {"type": "number"}}}}},
             "ModelList": {"type": "object", "properties": {
                 "object": {"type": "string", "enum": ["list"]},
                 "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}}}},
             "ChatCompletionRequest": {"type": "object", "required": ["model", "messages"],
+                                      "additionalProperties": True,
+                                      "description": "Parameters not listed here are forwarded "
+                                      "unchanged to OpenAI-compatible upstreams (a 400 naming "
+                                      "them on a model with strict_params); Anthropic and local "
+                                      "models refuse what they cannot honour with a 400 naming "
+                                      "it, or drop it (drop_unsupported) and name it in "
+                                      "x-spaceai-dropped.",
                                       "properties": {
                 "model": {"type": "string"},
                 "messages": {"type": "array", "minItems": 1, "items": {"type": "object",
@@ -118,9 +138,12 @@ SPEC: dict[str, Any] = {
                                  "role": {"type": "string", "enum": [
                                      "system", "developer", "user", "assistant", "tool"]},
                                  "content": {}}}},
-                "temperature": {"type": "number", "minimum": 0, "maximum": 2, "default": 0.7},
+                "temperature": {"type": "number", "minimum": 0, "maximum": 2, "default": 0.7,
+                                "description": "default 0.7; none is sent to a reasoning "
+                                "model unless given"},
                 "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-                "max_tokens": {"type": "integer", "minimum": 1},
+                "max_tokens": {"type": "integer", "minimum": 1, "description": "sent as "
+                               "max_completion_tokens where the upstream needs it"},
                 "max_completion_tokens": {"type": "integer", "minimum": 1},
                 "stream": {"type": "boolean", "default": False},
                 "stream_options": {"type": "object", "properties": {
@@ -131,7 +154,14 @@ SPEC: dict[str, Any] = {
                 "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
                 "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
                 "seed": {"type": "integer"}, "user": {"type": "string"},
-                "tools": {"type": "array"}, "tool_choice": {}, "response_format": {"type": "object"},
+                "tools": {"type": "array", "description": "models with the tools capability; "
+                          "a 400 with param tools otherwise"},
+                "tool_choice": {},
+                "response_format": {"type": "object", "description": "json_schema or "
+                                    "json_object on models with the json_schema capability: "
+                                    "passed to OpenAI, a forced tool on Claude (the answer is "
+                                    "the JSON text of message.content), grammar-constrained "
+                                    "decoding on the local model"},
             }},
             "CompletionRequest": {"type": "object", "required": ["model", "prompt"], "properties": {
                 "model": {"type": "string"}, "prompt": {"type": "string"},
@@ -153,7 +183,10 @@ SPEC: dict[str, Any] = {
                 "total_tokens": {"type": "integer"}, "cost": {"type": "number"}}},
             "EmbeddingRequest": {"type": "object", "required": ["model", "input"], "properties": {
                 "model": {"type": "string"},
-                "input": {"oneOf": [{"type": "string"}, {"type": "array"}]},
+                "input": {"oneOf": [{"type": "string"}, {"type": "array"}], "description":
+                          "text, texts, or token arrays: OpenAI cl100k_base ids (the local "
+                          "model decodes them and embeds the text, or answers 400 saying to "
+                          "send text)"},
                 "encoding_format": {"type": "string", "enum": ["float", "base64"]},
                 "dimensions": {"type": "integer", "minimum": 1}, "user": {"type": "string"}}},
             "MessagesRequest": {"type": "object", "required": ["model", "messages", "max_tokens"],

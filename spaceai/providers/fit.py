@@ -127,7 +127,7 @@ def fit(req: ChatRequest, model: ModelConfig) -> Fitted:
     defaults = req.sampling_defaults and any(
         k not in params for k in model.sampling_defaults)
     renamed = (model.provider == "openai" and model.max_tokens_param == "max_completion_tokens"
-               and "max_tokens" in params)
+               and "max_tokens" in params and req.prompt is None)
     if not (dropped or defaults or renamed):
         return Fitted(req, dropped)
     params = {k: v for k, v in params.items() if k not in dropped}

@@ -252,6 +252,11 @@ def build_request(req: ChatRequest, model: ModelConfig) -> dict[str, Any]:
     if stop:
         body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
     answer = answer_tool(p)
+    if answer is not None and not answer.wrapped and (
+            model.extra.get("structured_output") == "output_config"):
+        # models with Anthropic's own structured output: the text itself follows the schema
+        body["output_config"] = {"format": {"type": "json_schema", "schema": answer.schema}}
+        answer = None
     choice = None
     if p.get("tools") and not (answer and p.get("tool_choice") == "none"):
         body["tools"] = convert_tools(p["tools"])
