@@ -18,7 +18,8 @@ _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
 FEATURE_DEFAULTS: dict[str, dict[str, bool]] = {
     "openai": {"tools": True, "json_schema": True, "vision": True},
     "anthropic": {"tools": True, "json_schema": True, "vision": True},
-    # llama.cpp: grammar-constrained JSON; SmolLM2's chat template has no tool calls
+    # llama.cpp: grammar-constrained JSON. No tools: with SmolLM2's chat template the engine
+    # leaves them out of the prompt and answers prose, also to tool_choice "required"
     "local": {"tools": False, "json_schema": True, "vision": False},
 }
 LOCAL_CHAT_MODEL = "smollm2-135m-instruct"
