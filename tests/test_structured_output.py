@@ -342,3 +342,13 @@ def test_legacy_completions_keep_max_tokens_on_reasoning_models():
     model = Catalog.from_dicts([{"id": "o3", "provider": "openai"}]).get("o3")
     req = ChatRequest(model="o3", messages=[], params={"max_tokens": 5}, prompt="hi")
     assert fit(req, model).req.params == {"max_tokens": 5}
+
+
+def test_docs_page_and_openapi_say_what_each_model_honours(gw):
+    page = httpx.get(gw.base_url + "/", timeout=30).text
+    assert '<span class="chip">json_schema</span>' in page
+    assert 'id="capabilities"' in page and "x-spaceai-dropped" in page
+    spec = httpx.get(gw.base_url + "/openapi.json", timeout=30).json()
+    caps = spec["components"]["schemas"]["Model"]["properties"]["capabilities"]
+    assert {"tools", "json_schema", "vision", "reasoning"} <= set(caps["items"]["enum"])
+    assert spec["components"]["schemas"]["ChatCompletionRequest"]["additionalProperties"]

