@@ -149,6 +149,8 @@ def test_langchain_default_embeddings_match_the_vectors_of_the_text(gw, key, mon
     lc = OpenAIEmbeddings(model="all-minilm-l6-v2", base_url=gw.api_url, api_key=key,
                           max_retries=0)
     by_tokens = lc.embed_documents(texts)
+    embedder = gw.gateway.providers["local"].embedder
+    assert embedder._cl100k not in (None, False)  # token arrays came, and were decoded
     direct = openai.OpenAI(base_url=gw.api_url, api_key=key).embeddings.create(
         model="all-minilm-l6-v2", input=texts)
     for got, want in zip(by_tokens, direct.data, strict=True):
