@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 PROVIDERS = ("openai", "anthropic", "local")
+FEATURES = ("tools", "json_schema", "vision", "reasoning")
+DEFAULT_TEMPERATURE = 0.7  # the seed's default, for models that take a temperature
+# OpenAI models that reason before answering: they take no temperature and want
+# max_completion_tokens (o1, o3, o4-mini, the gpt-5 family)
+_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
+FEATURE_DEFAULTS: dict[str, dict[str, bool]] = {
+    "openai": {"tools": True, "json_schema": True, "vision": True},
+    "anthropic": {"tools": True, "json_schema": True, "vision": True},
+    # llama.cpp: grammar-constrained JSON. No tools: with SmolLM2's chat template the engine
+    # leaves them out of the prompt and answers prose, also to tool_choice "required"
+    "local": {"tools": False, "json_schema": True, "vision": False},
+}
 LOCAL_CHAT_MODEL = "smollm2-135m-instruct"
 LOCAL_EMBEDDING_MODEL = "all-minilm-l6-v2"
 
@@ -41,6 +54,15 @@ class ModelConfig:
     deployments: list[dict[str, Any]] = field(default_factory=list)
     created: int = _CREATED
     extra: dict[str, Any] = field(default_factory=dict)
+    # what the model can honour (defaults per provider, see ``FEATURE_DEFAULTS``)
+    tools: bool = True
+    json_schema: bool = True
+    vision: bool = False
+    reasoning: bool = False
+    sampling_defaults: dict[str, Any] = field(default_factory=dict)  # sent when the client sent none
+    max_tokens_param: str = "max_tokens"  # or max_completion_tokens (OpenAI reasoning models)
+    strict_params: bool = False  # OpenAI-compatible: unknown parameters are a 400, not forwarded
+    drop_unsupported: bool = False  # translated: unsupported parameters dropped, not a 400
 
     def credential(self) -> str | None:
         """The upstream API key, or None when it is not configured."""
@@ -65,12 +87,22 @@ class ModelConfig:
             "object": "model",
             "created": self.created,
             "owned_by": self.owned_by,
-            "capabilities": list(self.capabilities),
+            "capabilities": self.all_capabilities(),
             "pricing": {"input": self.input_price, "output": self.output_price},
         }
         if self.context_window:
             out["context_window"] = self.context_window
+        if self.max_output_tokens:
+            out["max_output_tokens"] = self.max_output_tokens
         return out
+
+    def all_capabilities(self) -> list[str]:
+        """The endpoints it serves (``chat``, ``completions``, ``embeddings``), then the
+        features it honours (``tools``, ``json_schema``, ``vision``, ``reasoning``)."""
+        caps = [c for c in self.capabilities if c not in FEATURES]
+        if "chat" in caps or "completions" in caps:
+            caps += [f for f in FEATURES if getattr(self, f)]
+        return caps
 
 
 def resolve_secret(value: str | None) -> str | None:
@@ -92,20 +124,46 @@ def _entry(raw: dict[str, Any]) -> ModelConfig:
         "id", "provider", "upstream_model", "base_url", "api_key", "owned_by", "capabilities",
         "pricing", "context_window", "max_output_tokens", "fallbacks", "timeout_s",
         "connect_timeout_s", "first_byte_timeout_s", "stream_idle_timeout_s", "max_retries", "model_path", "deployments",
-        "created",
+        "created", "defaults", "max_tokens_param", "strict_params", "drop_unsupported",
+        *FEATURES,
     }
     default_base = {
         "openai": "https://api.openai.com/v1",
         "anthropic": "https://api.anthropic.com/v1",
     }.get(provider)
+    upstream_model = str(raw.get("upstream_model") or raw["id"])
+    listed = set(raw.get("capabilities") or [])
+    features = dict(FEATURE_DEFAULTS[provider])
+    features["reasoning"] = provider == "openai" and bool(_REASONING_MODEL.match(upstream_model))
+    for name in FEATURES:
+        if name in listed:
+            features[name] = True
+        if raw.get(name) is not None:
+            features[name] = bool(raw[name])
+    sampling = raw.get("defaults")
+    if sampling is None:
+        sampling = {} if features["reasoning"] else {"temperature": DEFAULT_TEMPERATURE}
+    if not isinstance(sampling, dict):
+        raise ValueError(f"model {raw['id']}: defaults must be a mapping (e.g. temperature: 0.7)")
+    max_tokens_param = raw.get("max_tokens_param") or (
+        "max_completion_tokens" if provider == "openai" and features["reasoning"] else "max_tokens"
+    )
+    if max_tokens_param not in ("max_tokens", "max_completion_tokens"):
+        raise ValueError(f"model {raw['id']}: max_tokens_param must be max_tokens or "
+                         "max_completion_tokens")
     return ModelConfig(
+        **features,
+        sampling_defaults=dict(sampling),
+        max_tokens_param=max_tokens_param,
+        strict_params=bool(raw.get("strict_params", False)),
+        drop_unsupported=bool(raw.get("drop_unsupported", False)),
         id=str(raw["id"]),
         provider=provider,
-        upstream_model=str(raw.get("upstream_model") or raw["id"]),
+        upstream_model=upstream_model,
         base_url=(raw.get("base_url") or default_base),
         api_key=raw.get("api_key"),
         owned_by=str(raw.get("owned_by") or ("spaceai" if provider == "local" else provider)),
-        capabilities=list(raw.get("capabilities") or ["chat"]),
+        capabilities=[c for c in raw.get("capabilities") or ["chat"] if c not in FEATURES],
         input_price=float(pricing.get("input", 0) or 0),
         output_price=float(pricing.get("output", 0) or 0),
         context_window=raw.get("context_window"),

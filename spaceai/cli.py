@@ -277,7 +277,7 @@ def models(config: str | None, as_json: bool) -> None:
                                           for m in catalog]})
         return
     _table(["MODEL", "PROVIDER", "CAPABILITIES", "INPUT $/1K", "OUTPUT $/1K", "STATUS"],
-           [[m.id, m.provider, ",".join(m.capabilities), f"{m.input_price * 1000:.4g}",
+           [[m.id, m.provider, ",".join(m.all_capabilities()), f"{m.input_price * 1000:.4g}",
              f"{m.output_price * 1000:.4g}",
              "ready" if not m.missing_credential() else f"needs {m.missing_credential()}"]
             for m in catalog])

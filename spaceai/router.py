@@ -18,6 +18,7 @@ from typing import Any
 
 from spaceai.catalog import Catalog, ModelConfig
 from spaceai.providers.base import Provider
+from spaceai.providers.fit import Unfit, fit
 from spaceai.types import ChatRequest, GatewayError, UpstreamError
 
 _BASE_BACKOFF_S = 0.25
@@ -164,6 +165,11 @@ class Router:
                 dep.in_flight += 1
                 try:
                     result = await call(provider, dep.config)
+                except Unfit as exc:  # this fallback cannot honour the request: the next may
+                    if candidate is model:
+                        raise
+                    last = last or exc  # the client hears why the model it named failed
+                    break
                 except UpstreamError as exc:
                     dep.failed()
                     last = exc
@@ -194,8 +200,8 @@ class Router:
                        ) -> tuple[ModelConfig, dict[str, Any]]:
         """A non-streaming answer: (the model that served it, the OpenAI-shaped body)."""
         if req.prompt is not None:
-            return await self._attempts(model, lambda p, m: p.completion(req, m))
-        return await self._attempts(model, lambda p, m: p.chat(req, m))
+            return await self._attempts(model, lambda p, m: p.completion(fit(req, m).req, m))
+        return await self._attempts(model, lambda p, m: p.chat(fit(req, m).req, m))
 
     async def open_stream(self, req: ChatRequest, model: ModelConfig
                           ) -> tuple[ModelConfig, dict[str, Any], AsyncIterator[dict[str, Any]]]:
@@ -205,10 +211,11 @@ class Router:
         """
 
         async def first(provider: Provider, m: ModelConfig):
+            fitted = fit(req, m).req
             if req.prompt is not None:
-                it = provider.completion_stream(req, m)
+                it = provider.completion_stream(fitted, m)
             else:
-                it = provider.chat_stream(req, m)
+                it = provider.chat_stream(fitted, m)
             chunk = await first_chunk(it, m)
             return chunk, self.track(it, m)
 

@@ -101,7 +101,10 @@ class ChatRequest:
     """A validated chat (or legacy text) completion request.
 
     ``params`` holds every other OpenAI parameter the client sent, already validated
-    (temperature is always present, defaulting to 0.7; ``stop`` is always a list when set).
+    (``stop`` is always a list when set), and the top-level parameters the gateway does not
+    know, as they came; their names are in ``unknown``. What a model cannot honour is refused
+    or dropped, and the model's sampling defaults are added when ``sampling_defaults`` is set,
+    by :func:`spaceai.providers.fit.fit` for each model the request reaches.
     For a legacy ``/v1/completions`` request ``prompt`` is set and ``messages`` is empty.
     """
 
@@ -111,6 +114,8 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     prompt: str | None = None
+    unknown: tuple[str, ...] = ()
+    sampling_defaults: bool = True  # the model's defaults (temperature 0.7) when absent
 
     @property
     def max_tokens(self) -> int | None:

@@ -119,14 +119,21 @@ def test_local_dimensions_truncate_and_renormalise(client, gateway, key):
 
 
 @needs_local
-def test_local_token_arrays_match_text(client):
-    # "hello world" in the model's WordPiece vocabulary
+def test_local_token_arrays_are_openai_token_ids_and_match_text(client):
+    # "hello world" as OpenAI's clients encode it (cl100k_base), not the model's vocabulary
     by_text = client.embeddings.create(model=LOCAL, input="hello world",
                                        encoding_format="float")
-    by_ids = client.embeddings.create(model=LOCAL, input=[[7592, 2088]],
+    by_ids = client.embeddings.create(model=LOCAL, input=[[15339, 1917]],
                                       encoding_format="float")
     assert _cos(by_text.data[0].embedding, by_ids.data[0].embedding) > 0.9999
-    assert by_ids.usage.prompt_tokens == 4  # [CLS] hello world [SEP]
+    assert by_ids.usage.prompt_tokens == 4  # [CLS] hello world [SEP], in the model's tokens
+
+
+@needs_local
+def test_local_token_ids_that_are_no_cl100k_token_are_refused_saying_send_text(client):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model=LOCAL, input=[[15339, 10**7]])
+    assert e.value.body["param"] == "input" and "Send text" in e.value.body["message"]
 
 
 @needs_local

@@ -48,6 +48,7 @@ from spaceai.providers.anthropic.reverse import (
     sse_event,
 )
 from spaceai.providers.base import Provider
+from spaceai.providers.fit import fit
 from spaceai.providers.openai_stream import WireBlock
 from spaceai.router import first_chunk
 from spaceai.types import GatewayError, UpstreamError, Usage
@@ -142,7 +143,8 @@ async def _messages(gw: Gateway, request: Request) -> Response | StreamResponse:
     key = await _authenticate(gw, request)
     body = await request.json(gw.settings.max_body_bytes)
     req = messages_to_chat_request(body)
-    call = await metered.admit(gw, request.request_id, key, req, "chat", ENDPOINT, started)
+    call = await metered.admit(gw, request.request_id, key, req, "chat", ENDPOINT, started,
+                               native=lambda model: model.provider == "anthropic")
     headers = _forwarded_headers(request)
     if req.stream:
         return await _stream(call, body, headers)
@@ -160,7 +162,7 @@ async def _answer(call: metered.Call, body: dict[str, Any],
         if isinstance(provider, AnthropicProvider):
             return "native", await provider.messages(body, model, headers)
         _refuse_untranslatable(body, model)
-        return "openai", await provider.chat(req, model)
+        return "openai", await provider.chat(fit(req, model).req, model)
 
     def usage_of(result: tuple[str, dict[str, Any]]) -> Usage:
         kind, data = result
@@ -189,7 +191,7 @@ async def _stream(call: metered.Call, body: dict[str, Any],
             it = provider.messages_stream(body, model, headers)
         else:
             _refuse_untranslatable(body, model)
-            it = provider.chat_stream(req, model)
+            it = provider.chat_stream(fit(req, model).req, model)
         first = await first_chunk(it, model)
         return native, first, call.gw.router.track(it, model)
 

@@ -21,6 +21,7 @@ from spaceai.gateway import Gateway
 from spaceai.keys import KeyRecord
 from spaceai.metering.meter import Meter, record_refusal, status_of, usd, usd_header
 from spaceai.providers.base import Provider
+from spaceai.providers.fit import fit
 from spaceai.providers.openai_stream import WireBlock, chunk_has_output
 from spaceai.types import ChatRequest, GatewayError, UpstreamError, Usage
 
@@ -36,6 +37,15 @@ class Call:
     meter: Meter
     headers: Headers = field(default_factory=list)  # rate-limit and cost headers to answer with
     source: Any = None  # the provider's opened stream, if any
+    dropped: list[str] = field(default_factory=list)  # named in x-spaceai-dropped
+
+    def note_dropped(self, names: list[str]) -> None:
+        """Name ``names`` (parameters or tools not sent to the model) in ``x-spaceai-dropped``."""
+        if not names:
+            return
+        self.dropped.extend(n for n in names if n not in self.dropped)
+        self.headers[:] = [h for h in self.headers if h[0] != b"x-spaceai-dropped"]
+        self.headers.append((b"x-spaceai-dropped", ",".join(self.dropped).encode()))
 
     async def abandon(self) -> None:
         """Close the upstream stream and record the request, if its body never ran.
@@ -54,9 +64,12 @@ _admitted: ContextVar[Call | None] = ContextVar("spaceai_admitted", default=None
 
 
 async def admit(gw: Gateway, request_id: str, key: KeyRecord, req: ChatRequest,
-                capability: str, endpoint: str, started: float) -> Call:
-    """Authorize the model for ``key``, pass limits and budget, and start the meter."""
+                capability: str, endpoint: str, started: float,
+                native: Callable[[ModelConfig], bool] | None = None) -> Call:
+    """Authorize the model for ``key``, check it can honour ``req`` (unless ``native`` says
+    the body goes to it as it came), pass limits and budget, and start the meter."""
     model = authorize_model(key, req.model, gw.catalog, capability)
+    dropped = [] if native is not None and native(model) else fit(req, model).dropped
     try:
         admission = await gw.control.admit(key, model, req, gw.router.candidates(model))
     except GatewayError as exc:  # refused by budget or rate limit: still one ledger row
@@ -65,6 +78,7 @@ async def admit(gw: Gateway, request_id: str, key: KeyRecord, req: ChatRequest,
     meter = Meter(gw.ledger, gw.control, request_id, key, model, req, admission, endpoint,
                   started)
     call = Call(gw, key, model, req, meter, list(admission.headers))
+    call.note_dropped(dropped)
     _admitted.set(call)
     return call
 

@@ -9,6 +9,7 @@ import orjson
 from spaceai import __version__
 from spaceai.api import admin, embeddings, validation
 from spaceai.api.http import JSON_CT, MAX_JSON_DEPTH, Request, Response
+from spaceai.catalog import DEFAULT_TEMPERATURE
 from spaceai.fields import Rule
 from spaceai.providers.anthropic import reverse
 
@@ -87,7 +88,13 @@ SPEC: dict[str, Any] = {
     "info": {"title": "SpaceAI", "version": __version__,
              "description": "One OpenAI-compatible API in front of many models, metered to the "
                             "token. Every request body is JSON nested at most "
-                            f"{MAX_JSON_DEPTH} levels deep; anything else is a 400."},
+                            f"{MAX_JSON_DEPTH} levels deep; anything else is a 400. A request is honoured on "
+                            "the model it reaches or refused with a 400 naming what cannot be "
+                            "honoured (param): tools on a model without the tools capability, "
+                            "response_format without json_schema, images without vision, "
+                            "parameters a translated provider cannot honour. A model configured "
+                            "with drop_unsupported drops those parameters instead and names "
+                            "them in the x-spaceai-dropped header."},
     "paths": {
         "/v1/models": {"get": _op("List models", ok="ModelList")},
         "/v1/models/{id}": {"get": _op("Retrieve a model", ok="Model",
@@ -144,7 +151,15 @@ SPEC: dict[str, Any] = {
             "Model": {"type": "object", "properties": {
                 "id": {"type": "string"}, "object": {"type": "string", "enum": ["model"]},
                 "created": {"type": "integer"}, "owned_by": {"type": "string"},
-                "capabilities": {"type": "array", "items": {"type": "string"}},
+                "capabilities": {"type": "array", "items": {"type": "string", "enum": [
+                    "chat", "completions", "embeddings", "tools", "json_schema", "vision",
+                    "reasoning"]}, "description": "the endpoints the model serves (chat, "
+                    "completions, embeddings), then the features it honours: tools (function "
+                    "calling), json_schema (structured output: response_format / text.format), "
+                    "vision (image input), reasoning (no default temperature; max_tokens sent "
+                    "as max_completion_tokens)"},
+                "context_window": {"type": "integer"},
+                "max_output_tokens": {"type": "integer"},
                 "pricing": {"type": "object", "properties": {
                     "input": {"type": "number"}, "output": {"type": "number"}}}}},
             "ModelList": {"type": "object", "properties": {
@@ -152,12 +167,19 @@ SPEC: dict[str, Any] = {
                 "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}}}},
             "ChatCompletionRequest": {
                 "type": "object", "required": ["model", "messages"],
-                "additionalProperties": False, "properties": {
+                "additionalProperties": True,
+                "description": "Parameters not listed here are forwarded unchanged to "
+                "OpenAI-compatible upstreams (a 400 naming them on a model with strict_params); "
+                "Anthropic and local models refuse what they cannot honour with a 400 naming it, "
+                "or drop it (drop_unsupported) and name it in x-spaceai-dropped.",
+                "properties": {
                     "model": _STRING,
                     "messages": {"type": "array", "minItems": 1, "items": _CHAT_MESSAGE},
                     **_props(validation.SAMPLING),
                     "temperature": {**validation.SAMPLING["temperature"].schema(),
-                                    "default": validation.DEFAULT_TEMPERATURE},
+                                    "default": DEFAULT_TEMPERATURE,
+                                    "description": "default 0.7; none is sent to a reasoning "
+                                    "model unless given"},
                     "stream": {"type": "boolean", "default": False},
                     "stream_options": {"type": "object", "properties": {
                         "include_usage": {"type": "boolean"}}},
@@ -170,7 +192,12 @@ SPEC: dict[str, Any] = {
                             "type": {"type": "string", "enum": ["function"]},
                             "function": {"type": "object", "required": ["name"],
                                          "properties": {"name": _STRING}}}}]},
-                    "response_format": {"type": "object", "required": ["type"], "properties": {
+                    "response_format": {
+                        "type": "object", "required": ["type"],
+                        "description": "json_schema or json_object on models with the "
+                        "json_schema capability: passed to OpenAI, a forced tool on Claude (the "
+                        "answer is the JSON text of message.content), grammar-constrained "
+                        "decoding on the local model", "properties": {
                         "type": {"type": "string",
                                  "enum": ["text", "json_object", "json_schema"]},
                         "json_schema": {"type": "object"}}},
@@ -204,7 +231,10 @@ SPEC: dict[str, Any] = {
             "EmbeddingRequest": {"type": "object", "required": ["model", "input"], "properties": {
                 "model": _STRING,
                 "input": {"oneOf": [_STRING, {"type": "array", "items": _STRING},
-                                    {"type": "array", "items": {"type": "integer"}}]},
+                                    {"type": "array", "items": {"type": "integer"}}],
+                          "description": "text, texts, or token arrays: OpenAI cl100k_base "
+                          "ids (the local model decodes them and embeds the text, or answers "
+                          "400 saying to send text)"},
                 **_props(embeddings.OPTIONS)}},
             "MessagesRequest": {"type": "object", "required": ["model", "messages", "max_tokens"],
                                 "properties": {

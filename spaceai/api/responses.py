@@ -60,10 +60,11 @@ async def create_response(gw: Gateway, request: Request) -> Response | StreamRes
             raise _not_found(previous, "previous_response_id")
         history = stored.history()
     rr = parse_responses(body, history)
-    call = await metered.admit(gw, request.request_id, key, rr.chat, "chat", ENDPOINT, started)
+    call = await metered.admit(gw, request.request_id, key, rr.chat, "chat", ENDPOINT, started,
+                               native=is_native)
     native = is_native(call.model)
-    if rr.dropped and not native:
-        call.headers.append((b"x-spaceai-dropped", ",".join(rr.dropped).encode()))
+    if not native:
+        call.note_dropped(rr.dropped)
     resp_id = new_id("resp")
     if not rr.chat.stream:
         if native:

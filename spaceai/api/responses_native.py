@@ -20,6 +20,7 @@ from spaceai.api.responses_request import ResponsesRequest
 from spaceai.catalog import ModelConfig
 from spaceai.metering.meter import Meter, status_of, usd
 from spaceai.providers.base import Provider
+from spaceai.providers.fit import fit
 from spaceai.providers.openai import RESPONSES_TERMINAL
 from spaceai.router import first_chunk
 from spaceai.types import GatewayError, UpstreamError, Usage
@@ -75,7 +76,7 @@ async def answer(call: metered.Call, rr: ResponsesRequest, body: dict[str, Any],
     async def attempt(provider: Provider, model: ModelConfig) -> tuple[bool, dict[str, Any]]:
         if is_native(model):
             return True, await provider.responses(upstream, model)
-        return False, await provider.chat(rr.chat, model)
+        return False, await provider.chat(fit(rr.chat, model).req, model)
 
     def usage_of(result: tuple[bool, dict[str, Any]]) -> Usage:
         native, data = result
@@ -99,7 +100,7 @@ async def open_stream(call: metered.Call, rr: ResponsesRequest, body: dict[str, 
     async def attempt(provider: Provider, model: ModelConfig):  # noqa: ANN202
         native = is_native(model)
         it = provider.responses_stream(upstream, model) if native else provider.chat_stream(
-            rr.chat, model)
+            fit(rr.chat, model).req, model)
         first = await first_chunk(it, model)
         return native, first, call.gw.router.track(it, model)
 

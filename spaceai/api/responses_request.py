@@ -293,8 +293,7 @@ def parse_responses(body: Any, history: list[dict[str, Any]] | None = None) -> R
     if body.get("text") and body["text"].get("verbosity"):
         chat["verbosity"] = body["text"]["verbosity"]
     req = parse_chat({k: v for k, v in chat.items() if v is not None})
-    if "temperature" not in body:  # the gateway's chat default is not the Responses one
-        req.params.pop("temperature", None)
+    req.sampling_defaults = False  # the gateway's chat defaults are not the Responses ones
     req.include_usage = True
     store = body.get("store")
     if store is not None and not isinstance(store, bool):

@@ -24,7 +24,6 @@ from spaceai.fields import (
 from spaceai.fields import type_name as _type_name
 from spaceai.types import ChatRequest, GatewayError
 
-DEFAULT_TEMPERATURE = 0.7
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _PART_TYPES = {"text", "image_url", "input_audio", "file", "refusal"}
@@ -245,8 +244,7 @@ def _response_format(body: dict) -> None:
 
 def _common(body: dict, params: dict[str, Any]) -> tuple[bool, bool]:
     """Sampling and streaming parameters shared by chat and legacy completions."""
-    params.update(read(body, SAMPLING))
-    params.setdefault("temperature", DEFAULT_TEMPERATURE)
+    params.update(read(body, SAMPLING))  # no temperature: the model's default (fit.py)
     stop = _stop(body)
     if stop:
         params["stop"] = stop
@@ -294,11 +292,18 @@ def _unknown(body: dict, known: set[str]) -> None:
 
 
 def parse_chat(body: Any) -> ChatRequest:
-    """A validated ChatRequest from a decoded /v1/chat/completions body."""
+    """A validated ChatRequest from a decoded /v1/chat/completions body.
+
+    Parameters it does not know are kept as they came (named in ``unknown``): each model's
+    provider forwards, drops or refuses them (``spaceai/providers/fit.py``).
+    """
     model = _model(body)
     messages = _messages(body)
-    _unknown(body, _CHAT_KNOWN)
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = {
+        name: value for name, value in body.items() if name not in _CHAT_KNOWN
+        and value is not None
+    }
+    unknown = tuple(params)
     stream, include_usage = _common(body, params)
     _tools(body)
     _tool_choice(body)
@@ -308,7 +313,7 @@ def parse_chat(body: Any) -> ChatRequest:
             params[name] = body[name]
     params.update(read(body, PASSTHROUGH))
     return ChatRequest(model=model, messages=messages, params=params, stream=stream,
-                       include_usage=include_usage)
+                       include_usage=include_usage, unknown=unknown)
 
 
 _COMPLETION_KNOWN = {

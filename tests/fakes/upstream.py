@@ -903,11 +903,40 @@ class FakeOpenAI(_FakeBase):
         return await self._run_action(request, body, bool(body.get("stream")), self._chat_reply)
 
     def _chat_plan(self, body: dict, reply: Reply | None) -> _Plan:
+        if reply is None:
+            reply = self._forced_reply(body)
         messages = body.get("messages") or []
         prompt = sum(count_words(m.get("content")) + 3 for m in messages if isinstance(m, dict))
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         return self._plan(reply, body, stops=body.get("stop"), max_tokens=max_tokens,
                           prompt_tokens=prompt, tool_prefix="call_fake")
+
+    @staticmethod
+    def _forced_reply(body: dict) -> Reply | None:
+        """What the real API does when the request constrains the answer: a forced function
+        (``tool_choice: {"type": "function", ...}``, or ``required``: the first tool) is
+        called with arguments valid for its ``parameters``; ``response_format`` json_schema
+        (json_object) makes the text a JSON document valid for the schema (an object)."""
+        choice = body.get("tool_choice")
+        tools = [t.get("function") or {} for t in body.get("tools") or []
+                 if isinstance(t, dict)]
+        forced = None
+        if isinstance(choice, dict):
+            name = (choice.get("function") or {}).get("name")
+            forced = next((t for t in tools if t.get("name") == name), None)
+        elif choice == "required" and tools:
+            forced = tools[0]
+        if forced is not None:
+            schema = forced.get("parameters") or {"type": "object"}
+            return Reply(tool_calls=[{"name": forced["name"],
+                                      "arguments": example_for(schema)}])
+        rf = body.get("response_format") or {}
+        if rf.get("type") == "json_schema":
+            schema = (rf.get("json_schema") or {}).get("schema") or {"type": "object"}
+            return Reply(text=json.dumps(example_for(schema)))
+        if rf.get("type") == "json_object":
+            return Reply(text="{}")
+        return None
 
     async def _chat_reply(self, request, body, reply, stream, mode):
         plan = self._chat_plan(body, reply)
@@ -1196,6 +1225,46 @@ class FakeOpenAI(_FakeBase):
         return self._json(self._model_obj(m))
 
 
+def example_for(schema: Any, root: Any = None) -> Any:
+    """A small JSON value valid for ``schema`` (objects get every property), as a model
+    constrained to the schema would produce: ``$ref``/``$defs``, ``anyOf``/``oneOf``,
+    ``enum``/``const``, ``minItems``, ``minimum`` are followed."""
+    root = schema if root is None else root
+    if not isinstance(schema, dict):
+        return {}
+    if "$ref" in schema:
+        target: Any = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        return example_for(target, root)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = [o for o in schema.get(key) or [] if o.get("type") != "null"]
+        if options:
+            return example_for(options[0], root)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        return {name: example_for(sub, root)
+                for name, sub in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [example_for(schema.get("items") or {"type": "string"}, root)
+                for _ in range(max(1, int(schema.get("minItems") or 1)))]
+    if kind == "string":
+        return "example"
+    if kind == "integer":
+        return int(schema.get("minimum", 1))
+    if kind == "number":
+        return float(schema.get("minimum", 1.5))
+    if kind == "boolean":
+        return True
+    return None
+
+
 # --------------------------------------------------------------------------- Anthropic
 
 
@@ -1353,6 +1422,8 @@ class FakeAnthropic(_FakeBase):
         return self._json({"input_tokens": self._message_plan(body, None).prompt_tokens})
 
     def _message_plan(self, body: dict, reply: Reply | None) -> _Plan:
+        if reply is None:
+            reply = self._forced_reply(body)
         prompt = sum(count_words(m.get("content")) + 3
                      for m in body.get("messages") or [] if isinstance(m, dict))
         system = body.get("system")
@@ -1361,6 +1432,28 @@ class FakeAnthropic(_FakeBase):
         return self._plan(reply, body, stops=body.get("stop_sequences"),
                           max_tokens=body.get("max_tokens"), prompt_tokens=prompt,
                           tool_prefix="toolu_fake")
+
+    @staticmethod
+    def _forced_reply(body: dict) -> Reply | None:
+        """What the real API does when the request constrains the answer: a forced tool
+        (``tool_choice`` ``tool``, or ``any``: the first tool) is called with an input valid
+        for its ``input_schema``; ``output_config.format`` (json_schema) makes the text a JSON
+        document valid for the schema."""
+        choice = body.get("tool_choice") or {}
+        tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
+        forced = None
+        if choice.get("type") == "tool":
+            forced = next((t for t in tools if t.get("name") == choice.get("name")), None)
+        elif choice.get("type") == "any" and tools:
+            forced = tools[-1] if len(tools) > 1 else tools[0]
+        if forced is not None:
+            schema = forced.get("input_schema") or {"type": "object"}
+            return Reply(tool_calls=[{"name": forced["name"],
+                                      "arguments": example_for(schema)}])
+        fmt = (body.get("output_config") or {}).get("format") or {}
+        if fmt.get("type") == "json_schema":
+            return Reply(text=json.dumps(example_for(fmt.get("schema") or {"type": "object"})))
+        return None
 
     async def _message_reply(self, request, body, reply, stream, mode):
         plan = self._message_plan(body, reply)

@@ -13,7 +13,7 @@ import orjson
 from spaceai.catalog import ModelConfig
 from spaceai.providers.anthropic.errors import error_from_body, error_from_event
 from spaceai.providers.anthropic.native import Event, count_tokens_body, upstream_body
-from spaceai.providers.anthropic.request import build_request
+from spaceai.providers.anthropic.request import answer_tool, build_request
 from spaceai.providers.anthropic.response import message_to_openai, usage_from_anthropic
 from spaceai.providers.anthropic.stream import AnthropicStreamDecoder
 from spaceai.providers.base import Provider
@@ -238,7 +238,7 @@ class AnthropicProvider(Provider):
             ) from exc
         if not isinstance(msg, dict) or msg.get("type") == "error":
             raise error_from_body(500, msg if isinstance(msg, dict) else None)
-        return message_to_openai(msg, model.id)
+        return message_to_openai(msg, model.id, answer=answer_tool(req.params))
 
     async def chat_stream(
         self, req: ChatRequest, model: ModelConfig
@@ -252,7 +252,7 @@ class AnthropicProvider(Provider):
         body["stream"] = True
         clock = StreamClock(model)
         resp = await self._post(model, body, clock.at, clock.at)
-        decoder = AnthropicStreamDecoder(model.id)
+        decoder = AnthropicStreamDecoder(model.id, answer=answer_tool(req.params))
         parser = SSEParser()
         clean = False
         try:

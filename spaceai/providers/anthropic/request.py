@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -166,6 +167,60 @@ def convert_tool_choice(choice: Any, parallel: bool | None) -> dict[str, Any] | 
     return out
 
 
+ANSWER_DESCRIPTION = ("Give your final answer by calling this tool: its input is the answer, "
+                      "in the required JSON schema.")
+WRAPPED = "value"  # the property holding an answer whose schema is not an object
+
+
+@dataclass(slots=True, frozen=True)
+class AnswerTool:
+    """The forced tool that carries a structured answer (``response_format``).
+
+    Anthropic has no JSON mode on every model, so a JSON answer is asked for as the input of
+    a single tool whose ``input_schema`` is the client's schema; the answer comes back as
+    that input, which the response translation turns into the message's JSON text.
+    ``wrapped``: the schema is not an object, so the answer is the input's ``value``.
+    """
+
+    name: str
+    schema: dict[str, Any]
+    description: str
+    wrapped: bool
+
+
+def answer_tool(params: dict[str, Any]) -> AnswerTool | None:
+    """The answer tool for a request's ``response_format``, or None (text answers, or a
+    ``tool_choice`` that asks for a tool call, so there is no final answer to shape)."""
+    rf = params.get("response_format")
+    if not isinstance(rf, dict) or rf.get("type") not in ("json_schema", "json_object"):
+        return None
+    choice = params.get("tool_choice")
+    if params.get("tools") and (choice == "required" or isinstance(choice, dict)):
+        return None
+    js = rf.get("json_schema") if rf["type"] == "json_schema" else None
+    js = js if isinstance(js, dict) else {}
+    schema = js.get("schema") if isinstance(js.get("schema"), dict) else {"type": "object"}
+    taken = {(t.get("function") or {}).get("name") for t in params.get("tools") or []
+             if isinstance(t, dict)}
+    name = js.get("name") if isinstance(js.get("name"), str) else "json_answer"
+    while name in taken:
+        name += "_answer"
+    wrapped = schema.get("type") != "object"
+    if wrapped:
+        schema = {"type": "object", "properties": {WRAPPED: schema}, "required": [WRAPPED]}
+    description = ANSWER_DESCRIPTION
+    if isinstance(js.get("description"), str) and js["description"]:
+        description += " " + js["description"]
+    return AnswerTool(name, schema, description, wrapped)
+
+
+def answer_text(tool: AnswerTool, arguments: Any) -> str:
+    """The JSON text of an answer tool's input (unwrapped when the schema was not an object)."""
+    if tool.wrapped and isinstance(arguments, dict):
+        arguments = arguments.get(WRAPPED)
+    return orjson.dumps(arguments).decode()
+
+
 def build_request(req: ChatRequest, model: ModelConfig) -> dict[str, Any]:
     """The Anthropic Messages body for ``req`` sent to ``model``."""
     p = req.params
@@ -196,11 +251,25 @@ def build_request(req: ChatRequest, model: ModelConfig) -> dict[str, Any]:
     stop = p.get("stop")
     if stop:
         body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    if p.get("tools"):
+    answer = answer_tool(p)
+    if answer is not None and not answer.wrapped and (
+            model.extra.get("structured_output") == "output_config"):
+        # models with Anthropic's own structured output: the text itself follows the schema
+        body["output_config"] = {"format": {"type": "json_schema", "schema": answer.schema}}
+        answer = None
+    choice = None
+    if p.get("tools") and not (answer and p.get("tool_choice") == "none"):
         body["tools"] = convert_tools(p["tools"])
         choice = convert_tool_choice(p.get("tool_choice"), p.get("parallel_tool_calls"))
-        if choice is not None:
-            body["tool_choice"] = choice
+    if answer is not None:
+        body.setdefault("tools", []).append({"name": answer.name, "description": answer.description,
+                                             "input_schema": answer.schema})
+        # alone: that tool; beside the client's tools: any tool, the answer or a call
+        choice = ({"type": "tool", "name": answer.name} if len(body["tools"]) == 1
+                  else {"type": "any", **({"disable_parallel_tool_use": True}
+                                          if p.get("parallel_tool_calls") is False else {})})
+    if choice is not None:
+        body["tool_choice"] = choice
     if p.get("user"):
         body["metadata"] = {"user_id": str(p["user"])}
     if req.stream:

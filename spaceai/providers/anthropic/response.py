@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from spaceai.providers.anthropic.request import AnswerTool, answer_text
 from spaceai.types import Usage
 
 STOP_REASONS: dict[str, str] = {
@@ -63,15 +64,23 @@ def tool_call(block: dict[str, Any]) -> dict[str, Any]:
 
 
 def message_to_openai(
-    msg: dict[str, Any], model_id: str, created: int | None = None
+    msg: dict[str, Any], model_id: str, created: int | None = None,
+    answer: AnswerTool | None = None,
 ) -> dict[str, Any]:
-    """An Anthropic message response as an OpenAI ``chat.completion`` for ``model_id``."""
+    """An Anthropic message response as an OpenAI ``chat.completion`` for ``model_id``.
+
+    The input of ``answer`` (the forced tool of a structured answer) is the message's text.
+    """
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
+    answered = False
     for block in msg.get("content") or []:
         kind = block.get("type")
         if kind == "text":
             texts.append(block.get("text", ""))
+        elif kind == "tool_use" and answer is not None and block.get("name") == answer.name:
+            texts = [answer_text(answer, block.get("input"))]  # the answer, not the preamble
+            answered = True
         elif kind == "tool_use":
             calls.append(tool_call(block))
     message: dict[str, Any] = {
@@ -92,7 +101,8 @@ def message_to_openai(
                 "index": 0,
                 "message": message,
                 "logprobs": None,
-                "finish_reason": finish_reason(msg.get("stop_reason")) or "stop",
+                "finish_reason": ("stop" if answered and not calls else
+                                  finish_reason(msg.get("stop_reason")) or "stop"),
             }
         ],
         "usage": usage.to_openai(),

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from spaceai.providers.anthropic.errors import error_from_event
+from spaceai.providers.anthropic.request import AnswerTool, answer_text
 from spaceai.providers.anthropic.response import finish_reason, usage_from_anthropic
 from spaceai.types import UpstreamError, Usage
 
@@ -21,7 +22,8 @@ class AnthropicStreamDecoder:
     produced so far at any moment, for streams cut short.
     """
 
-    def __init__(self, model_id: str, created: int | None = None) -> None:
+    def __init__(self, model_id: str, created: int | None = None,
+                 answer: AnswerTool | None = None) -> None:
         self.model_id = model_id
         self.created = created if created is not None else int(time.time())
         self.id = ""
@@ -29,6 +31,9 @@ class AnthropicStreamDecoder:
         self.done = False
         self.started = False
         self._tool_index: dict[int, int] = {}  # anthropic block index -> openai tool index
+        self.answer = answer  # the forced tool whose input is the structured answer (text)
+        self._answer_block: int | None = None
+        self._answer_json: list[str] = []  # a wrapped answer, unwrapped at its block's end
 
     def feed(self, event: str | None, data: str) -> list[dict[str, Any]]:
         """Decode one SSE event; raise :class:`UpstreamError` on an ``error`` event."""
@@ -78,6 +83,9 @@ class AnthropicStreamDecoder:
             return [self._chunk({"content": block["text"]})]
         if block.get("type") != "tool_use":
             return []
+        if self.answer is not None and block.get("name") == self.answer.name:
+            self._answer_block = obj.get("index", -1)
+            return []
         n = len(self._tool_index)
         self._tool_index[obj.get("index", n)] = n
         call = {
@@ -94,6 +102,11 @@ class AnthropicStreamDecoder:
         if kind == "text_delta" and delta.get("text"):
             return [self._chunk({"content": delta["text"]})]
         if kind == "input_json_delta" and delta.get("partial_json"):
+            if self.answer is not None and obj.get("index", -1) == self._answer_block:
+                if self.answer.wrapped:
+                    self._answer_json.append(delta["partial_json"])
+                    return []
+                return [self._chunk({"content": delta["partial_json"]})]
             n = self._tool_index.get(obj.get("index", -1))
             if n is None:
                 return []
@@ -101,9 +114,22 @@ class AnthropicStreamDecoder:
             return [self._chunk({"tool_calls": [call]})]
         return []  # thinking, signature and citation deltas have no OpenAI equivalent
 
+    def _on_content_block_stop(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.answer is None or not self.answer.wrapped or (
+                obj.get("index", -1) != self._answer_block):
+            return []
+        try:
+            arguments = orjson.loads("".join(self._answer_json) or "{}")
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(502, "Anthropic: malformed structured answer",
+                                usage=self.usage) from exc
+        return [self._chunk({"content": answer_text(self.answer, arguments)})]
+
     def _on_message_delta(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
         usage_from_anthropic(obj.get("usage"), self.usage)  # output_tokens is cumulative
         reason = finish_reason((obj.get("delta") or {}).get("stop_reason"))
+        if reason == "tool_calls" and self._answer_block is not None and not self._tool_index:
+            reason = "stop"  # the structured answer is the message's text
         return [self._chunk({}, reason)] if reason else []
 
     def _on_message_stop(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
