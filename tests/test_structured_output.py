@@ -238,6 +238,17 @@ def test_unknown_parameters_reach_openai_compatible_upstreams_unchanged(gw, clie
     assert sent["repetition_penalty"] == 1.1 and sent["min_p"] == 0.05
 
 
+def test_legacy_completions_forward_unknown_parameters_and_the_local_model_refuses_them(
+        gw, client):
+    client.completions.create(model="gpt-4o", prompt="Once", max_tokens=5,
+                              extra_body={"repetition_penalty": 1.1})
+    assert gw.fo.requests[-1].body["repetition_penalty"] == 1.1
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=LOCAL, prompt="Once", max_tokens=5,
+                                  extra_body={"repetition_penalty": 1.1})
+    assert e.value.body["param"] == "repetition_penalty"
+
+
 def test_strict_params_refuses_unknown_parameters_naming_them(gw, client):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model="gpt-strict", messages=USER,

@@ -284,13 +284,6 @@ _CHAT_KNOWN = {
 } | set(PASSTHROUGH)
 
 
-def _unknown(body: dict, known: set[str]) -> None:
-    for name in body:
-        if name not in known:
-            raise bad(f"Unrecognized request argument supplied: {name}", name,
-                      "unknown_parameter")
-
-
 def parse_chat(body: Any) -> ChatRequest:
     """A validated ChatRequest from a decoded /v1/chat/completions body.
 
@@ -324,9 +317,13 @@ _COMPLETION_KNOWN = {
 
 
 def parse_completion(body: Any) -> ChatRequest:
-    """A validated legacy text-completion request (``prompt`` set, no messages)."""
+    """A validated legacy text-completion request (``prompt`` set, no messages).
+
+    Unknown parameters are kept, as for chat: each model forwards, drops or refuses them.
+    """
     model = _model(body)
-    _unknown(body, _COMPLETION_KNOWN)
+    unknown_params = {name: value for name, value in body.items()
+                      if name not in _COMPLETION_KNOWN and value is not None}
     prompt = body.get("prompt")
     if prompt is None:
         raise bad("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
@@ -335,10 +332,11 @@ def parse_completion(body: Any) -> ChatRequest:
     if not isinstance(prompt, str):
         raise bad("Invalid type for 'prompt': expected a string (arrays of several prompts and "
                   "token arrays are not supported).", "prompt", "invalid_type")
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = dict(unknown_params)
     stream, include_usage = _common(body, params)
     if "max_tokens" not in params:
         params["max_tokens"] = 16  # OpenAI's default for legacy completions
     params.update(read(body, COMPLETION_EXTRA))
     return ChatRequest(model=model, messages=[], params=params, stream=stream,
-                       include_usage=include_usage, prompt=prompt)
+                       include_usage=include_usage, prompt=prompt,
+                       unknown=tuple(unknown_params))
