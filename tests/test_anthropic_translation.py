@@ -7,7 +7,6 @@ import asyncio
 import random
 from pathlib import Path
 
-import aiohttp
 import orjson
 import pytest
 import pytest_asyncio
@@ -24,6 +23,7 @@ from spaceai.providers.anthropic.reverse import (
     messages_to_chat_request,
 )
 from spaceai.providers.anthropic.stream import AnthropicStreamDecoder
+from spaceai.providers.http import HttpClient
 from spaceai.providers.sse import SSEParser
 from spaceai.types import ChatRequest, GatewayError, UpstreamError
 
@@ -867,8 +867,9 @@ async def upstream():
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
-    async with aiohttp.ClientSession() as session:
-        yield fake, AnthropicProvider(session), model(base_url=f"http://127.0.0.1:{port}/v1")
+    http = HttpClient()
+    yield fake, AnthropicProvider(http), model(base_url=f"http://127.0.0.1:{port}/v1")
+    await http.close()
     await runner.cleanup()
 
 
