@@ -84,8 +84,8 @@ class OpenAIStreamDecoder:
             return []
         complete, self.buffer = data[:end + 2], data[end + 2:]
         out: list[WireBlock | dict[str, Any]] = []
-        if self._swap is None:  # parse the first event: it names the upstream's model
-            first = complete.find(b"\n\n") + 2
+        while self._swap is None and complete:  # parse events until one names the model
+            first = complete.find(b"\n\n") + 2  # (Azure opens with one whose model is "")
             self._events(complete[:first], out)
             complete = complete[first:]
         if complete and not self.done and self.failed is None:
@@ -142,7 +142,7 @@ class OpenAIStreamDecoder:
             raise UpstreamError(502, f"model {self.model.id}: upstream error mid-stream: "
                                 f"{message}", usage=self.usage or Usage())
         upstream = chunk.get("model")
-        if self._swap is None and isinstance(upstream, str):
+        if self._swap is None and isinstance(upstream, str) and upstream:
             self._swap = (f'"model":"{upstream}"'.encode(), f'"model":"{self.model.id}"'.encode())
         chunk["model"] = self.model.id
         if chunk.get("usage"):
