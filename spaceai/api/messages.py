@@ -48,7 +48,6 @@ from spaceai.providers.anthropic.reverse import (
     sse_event,
 )
 from spaceai.providers.base import Provider
-from spaceai.providers.openai_stream import WireBlock
 from spaceai.router import first_chunk
 from spaceai.types import GatewayError, UpstreamError, Usage
 
@@ -214,7 +213,7 @@ async def _encode(encoder: AnthropicStreamEncoder,
     """OpenAI chunks (metered) as Anthropic's event sequence; a failure as an error event."""
     try:
         async for item in chunks:
-            for chunk in item.chunks() if type(item) is WireBlock else (item,):
+            for chunk in item.chunks():
                 out = encoder.encode(chunk)
                 if out:
                     yield out

@@ -3,9 +3,12 @@
 A provider turns a :class:`~spaceai.types.ChatRequest` into an OpenAI-shaped answer:
 
 * ``chat`` returns a ``chat.completion`` dict whose ``usage`` holds the exact token counts;
-* ``chat_stream`` yields ``chat.completion.chunk`` dicts and ends with one chunk whose
-  ``choices`` is empty and whose ``usage`` holds the counts (always, whether or not the client
-  asked for it: the gateway hides it from clients that did not);
+* ``chat_stream`` yields :class:`~spaceai.providers.events.StreamEvent` s (a ``Chunk``, one
+  ``chat.completion.chunk`` dict, or a ``WireBlock`` of upstream bytes carrying several) and
+  ends with one chunk whose ``choices`` is empty and whose ``usage`` holds the counts (always,
+  whether or not the client asked for it: the gateway hides it from clients that did not).
+  The API layer only calls the events' methods (``sse_bytes()``, ``chunks()``, ``produced``,
+  ``final_usage``), never asks which kind it got;
 * ``completion`` / ``completion_stream`` do the same for legacy text completions
   (``text_completion`` objects) for models with the ``completions`` capability;
 * ``responses`` / ``responses_stream`` pass a Responses API body through to an upstream that
@@ -29,6 +32,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from spaceai.catalog import ModelConfig
+from spaceai.providers.events import StreamEvent
 from spaceai.types import ChatRequest, EmbeddingRequest, GatewayError
 
 
@@ -46,7 +50,7 @@ class Provider:
     async def chat(self, req: ChatRequest, model: ModelConfig) -> dict[str, Any]:
         raise NotImplementedError
 
-    def chat_stream(self, req: ChatRequest, model: ModelConfig) -> AsyncIterator[dict[str, Any]]:
+    def chat_stream(self, req: ChatRequest, model: ModelConfig) -> AsyncIterator[StreamEvent]:
         raise NotImplementedError
 
     async def completion(self, req: ChatRequest, model: ModelConfig) -> dict[str, Any]:
@@ -54,7 +58,7 @@ class Provider:
 
     def completion_stream(
         self, req: ChatRequest, model: ModelConfig
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[StreamEvent]:
         raise GatewayError(400, f"model {model.id} does not support /v1/completions", param="model")
 
     async def embeddings(self, req: EmbeddingRequest, model: ModelConfig) -> dict[str, Any]:
