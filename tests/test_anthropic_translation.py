@@ -758,11 +758,11 @@ def test_reverse_stream_event_sequence():
 
 
 def _sdk_final_message(raw: bytes):
-    anthropic = pytest.importorskip("anthropic")
+    import anthropic
     try:  # the SDK's HTTP client library: httpx, or httpx2 in newer SDK releases
         import httpx2 as httpx
     except ImportError:
-        httpx = pytest.importorskip("httpx")
+        import httpx
 
     def handler(request):
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=raw)
