@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,8 +19,6 @@ from spaceai.providers.http import HttpClient
 from spaceai.providers.sse import SSEParser
 from spaceai.providers.transport import Response
 from spaceai.types import ChatRequest, UpstreamError, Usage
-
-log = logging.getLogger(__name__)
 
 ANTHROPIC_VERSION = "2023-06-01"
 STREAM_CUT = "upstream stream ended before completion"
