@@ -458,3 +458,53 @@ async def test_a_request_is_resent_at_most_once(transport):
         assert len(up.requests) == 5
     finally:
         await up.stop()
+
+
+# -- through the providers -------------------------------------------------------------------
+
+async def test_a_models_ca_bundle_reaches_the_transport(ca, tmp_path):
+    from spaceai.catalog import Catalog
+    from spaceai.providers.http import HttpClient
+
+    up = await Server(fixed(BODY), ssl_ctx=tls_server_context(ca)).start()
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    model = Catalog.from_dicts([{"id": "m", "provider": "openai", "api_key": "k",
+                                 "base_url": f"https://localhost:{up.port}/v1",
+                                 "ca_bundle": str(bundle)}]).get("m")
+    http = HttpClient()
+    try:
+        loop = asyncio.get_running_loop()
+        resp = await http.send(model, "/chat/completions", (), b"{}", loop.time() + 10)
+        assert await http.read(resp, model, loop.time() + 10) == BODY
+        resp.release()
+    finally:
+        await http.close()
+        await up.stop()
+
+
+async def test_every_provider_maps_a_connection_failure_the_same_way():
+    from fakes.upstream import unused_port
+
+    from spaceai.catalog import Catalog
+    from spaceai.providers.anthropic import AnthropicProvider
+    from spaceai.providers.http import HttpClient
+    from spaceai.providers.openai import OpenAIProvider
+    from spaceai.types import ChatRequest, UpstreamError
+
+    url = f"http://127.0.0.1:{unused_port()}/v1"
+    catalog = Catalog.from_dicts([
+        {"id": "o", "provider": "openai", "api_key": "k", "base_url": url},
+        {"id": "a", "provider": "anthropic", "api_key": "k", "base_url": url}])
+    http = HttpClient()
+    req = ChatRequest(model="x", messages=[{"role": "user", "content": "hi"}])
+    errors = []
+    try:
+        for provider, model in ((OpenAIProvider(http), "o"), (AnthropicProvider(http), "a")):
+            with pytest.raises(UpstreamError) as exc:
+                await provider.chat(req, catalog.get(model))
+            errors.append(exc.value)
+    finally:
+        await http.close()
+    assert [(e.status, e.code, e.retryable) for e in errors] == [
+        (502, "upstream_unreachable", True)] * 2
