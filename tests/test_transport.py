@@ -433,6 +433,24 @@ async def test_request_the_server_began_answering_is_never_resent(transport):
         await up.stop()
 
 
+async def test_request_the_server_held_before_closing_is_never_resent():
+    async def answer(request, writer, nth):
+        if nth == 1:
+            await asyncio.sleep(0.5)  # it read the request and worked on it, then died
+            return False
+        await fixed(BODY)(request, writer, nth)
+    up = await Server(answer).start()
+    t = Transport(trust_env=False, resend_window_s=0.2)
+    try:
+        await post(t, up.url)
+        with pytest.raises(ConnectionError):
+            await post(t, up.url)
+        assert len(up.requests) == 2
+    finally:
+        t.close()
+        await up.stop()
+
+
 async def test_request_on_a_fresh_connection_is_never_resent(transport):
     async def answer(request, writer, nth):
         return False

@@ -18,10 +18,11 @@ connections, LIFO, per origin. It speaks what upstream APIs need, and what real 
 
 Resending: a request is sent again (once) only when the server cannot have acted on it: the
 pooled connection it was written to had been *reused* (kept alive from an earlier answer) and
-closed without sending back a single byte. That is the keep-alive race, a server closing an idle
-connection as the request crosses it. A connection found closed while idle is never written to.
-Once any byte of an answer arrived, or on a fresh connection, the failure is the caller's:
-a POST that the server began answering is never resent.
+closed at once (within ``resend_window_s``, 1 s, of the write) without sending back a single
+byte. That is the keep-alive race, a server closing an idle connection as the request crosses
+it. A connection found closed while idle is never written to. Once any byte of an answer
+arrived, on a fresh connection, or when the server held the request a while before closing,
+the failure is the caller's: a POST that the server may have read and begun is never resent.
 
 Every wait takes an absolute deadline (``loop.time()``), bounded by one timer handle, so a
 caller bounds a whole attempt however slowly bytes trickle in. The pools are bounded: at most
@@ -45,6 +46,7 @@ import httptools
 _MAX_BUFFER = 1 << 20  # pause reading past 1 MiB of unread body
 MAX_IDLE_PER_ORIGIN = 256
 IDLE_EXPIRY_S = 30.0
+RESEND_WINDOW_S = 1.0  # a reused connection closed this soon after the write: the keep-alive race
 
 
 class UpstreamClosed(ConnectionError):
@@ -72,13 +74,14 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = ("transport", "parser", "status", "headers", "_name", "chunks", "buffered",
                  "complete", "keep_alive", "closed", "error", "waiter", "head_waiter", "paused",
-                 "served", "idle_since", "origin", "received", "interim", "counted")
+                 "served", "idle_since", "origin", "received", "interim", "counted", "lost_at")
 
     def __init__(self, origin: Origin) -> None:
         self.origin = origin
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.counted = False
+        self.lost_at = 0.0
         self.error: BaseException | None = None
         self.served = 0
         self.idle_since = 0.0
@@ -118,6 +121,7 @@ class _Connection(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        self.lost_at = asyncio.get_running_loop().time()
         if self.counted:
             self.origin.open -= 1
             self.origin.wake()
@@ -396,8 +400,10 @@ class Transport:
 
     def __init__(self, max_idle: int = MAX_IDLE_PER_ORIGIN,
                  idle_s: float = IDLE_EXPIRY_S, max_per_origin: int = 0,
-                 ca_bundle: str | None = None, trust_env: bool = True) -> None:
+                 ca_bundle: str | None = None, trust_env: bool = True,
+                 resend_window_s: float = RESEND_WINDOW_S) -> None:
         self.max_idle = max_idle
+        self.resend_window_s = resend_window_s
         self.idle_s = idle_s
         self.max_per_origin = max_per_origin
         self.ca_bundle = ca_bundle or os.environ.get("SPACEAI_CA_BUNDLE") or None
@@ -548,6 +554,7 @@ class Transport:
                     continue
             conn.head_waiter = loop.create_future()
             conn.transport.write(payload)
+            sent_at = loop.time()
             try:
                 await _wait(conn.head_waiter, deadline)
             except TimeoutError:
@@ -555,7 +562,8 @@ class Transport:
                 raise
             except OSError:
                 conn.transport.close()
-                if reused and conn.received == 0 and not resent:
+                if (reused and not resent and conn.received == 0
+                        and conn.lost_at - sent_at < self.resend_window_s):
                     resent = True  # the keep-alive race: the server never read it (see top)
                     continue
                 raise
