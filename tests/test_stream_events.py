@@ -32,3 +32,13 @@ def test_a_chunk_and_a_wire_block_answer_the_same_questions():
         sse = event.sse_bytes()
         assert sse.startswith(b"data: ") and sse.endswith(b"\n\n")
         assert [dict(c) for c in event.chunks()] == [json.loads(sse[6:])]
+
+
+def test_api_modules_never_test_a_providers_class_or_name():
+    pattern = (r"isinstance\([^)]*provider|(Anthropic|OpenAI|Local)Provider\b"
+               r"|provider(\.name)? ==|\.provider ==")
+    offending = [f"{path.name}:{n}: {line.strip()}"
+                 for path in sorted(API.glob("*.py"))
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if re.search(pattern, line)]
+    assert offending == []

@@ -38,7 +38,6 @@ from spaceai.metering.meter import Meter, status_of
 from spaceai.metering.tokens import estimate_prompt_tokens, max_prompt_tokens
 from spaceai.providers.anthropic.errors import to_anthropic_error
 from spaceai.providers.anthropic.native import FORWARDED_HEADERS
-from spaceai.providers.anthropic.provider import AnthropicProvider
 from spaceai.providers.anthropic.response import usage_from_anthropic
 from spaceai.providers.anthropic.reverse import (
     AnthropicStreamEncoder,
@@ -120,7 +119,7 @@ async def _count_tokens(gw: Gateway, request: Request) -> Response:
     model = authorize_model(key, req.model, gw.catalog, "chat")
     provider = gw.providers[model.provider]
     tokens: int | None = None
-    if isinstance(provider, AnthropicProvider):
+    if provider.speaks_messages:
         if model.missing_credential():  # served by its fallbacks: no upstream of its own
             return json_response(200, {"input_tokens": max_prompt_tokens(req)})
         try:
@@ -156,7 +155,7 @@ async def _answer(call: metered.Call, body: dict[str, Any],
     req = call.req
 
     async def attempt(provider: Provider, model: ModelConfig) -> tuple[str, dict[str, Any]]:
-        if isinstance(provider, AnthropicProvider):
+        if provider.speaks_messages:
             return "native", await provider.messages(body, model, headers)
         _refuse_untranslatable(body, model)
         return "openai", await provider.chat(req, model)
@@ -183,7 +182,7 @@ async def _stream(call: metered.Call, body: dict[str, Any],
     req = call.req
 
     async def attempt(provider: Provider, model: ModelConfig):  # noqa: ANN202
-        native = isinstance(provider, AnthropicProvider)
+        native = provider.speaks_messages
         if native:
             it = provider.messages_stream(body, model, headers)
         else:

@@ -21,6 +21,12 @@ A provider turns a :class:`~spaceai.types.ChatRequest` into an OpenAI-shaped ans
 * ``count_tokens`` returns the exact prompt tokens of a chat request, or None when the
   provider has no way to count them exactly.
 
+Pass-through is part of the interface: a provider whose ``speaks_messages`` is true takes an
+Anthropic Messages body as it is (``messages``, ``messages_stream`` of ``(event name, data)``
+pairs, ``count_message_tokens``); the others are reached through the translation to a
+:class:`~spaceai.types.ChatRequest`. Likewise ``responses`` / ``responses_stream`` for models
+configured with ``responses_api: native``.
+
 Failures raise :class:`~spaceai.types.UpstreamError`. A stream that fails after it started
 raises it from the iterator, with ``usage`` set to what was produced so far. Closing the
 iterator early (``aclose``) must cancel the upstream work at once.
@@ -40,6 +46,7 @@ class Provider:
     """Base class: a provider serves the catalog models whose ``provider`` names it."""
 
     name = "base"
+    speaks_messages = False  # takes Anthropic Messages bodies natively (pass-through)
 
     async def start(self) -> None:
         """Open pools, load weights: anything the first request should not pay for."""
@@ -75,3 +82,16 @@ class Provider:
         self, body: dict[str, Any], model: ModelConfig
     ) -> AsyncIterator[dict[str, Any]]:
         raise GatewayError(400, f"model {model.id} has no native Responses API", param="model")
+
+    async def messages(self, body: dict[str, Any], model: ModelConfig,
+                       headers: dict[str, str] | None = None) -> dict[str, Any]:
+        raise GatewayError(400, f"model {model.id} has no native Messages API", param="model")
+
+    def messages_stream(self, body: dict[str, Any], model: ModelConfig,
+                        headers: dict[str, str] | None = None
+                        ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        raise GatewayError(400, f"model {model.id} has no native Messages API", param="model")
+
+    async def count_message_tokens(self, body: dict[str, Any], model: ModelConfig,
+                                   headers: dict[str, str] | None = None) -> int:
+        raise GatewayError(400, f"model {model.id} has no native Messages API", param="model")

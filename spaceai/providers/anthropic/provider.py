@@ -40,6 +40,7 @@ class AnthropicProvider(Provider):
     """
 
     name = "anthropic"
+    speaks_messages = True
 
     def __init__(self, http: HttpClient) -> None:
         self._http = http
