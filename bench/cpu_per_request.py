@@ -8,6 +8,10 @@ the main process) per request of each run. To compare two versions, run it from 
 checkout, alternately:
 
     PYTHONPATH=$PWD .venv/bin/python bench/cpu_per_request.py --rounds 3
+    PYTHONPATH=$PWD .venv/bin/python bench/cpu_per_request.py --rounds 3 --anthropic
+
+``--anthropic`` sends the same requests to a model served by the Anthropic provider (the fake
+answers in the Messages format), translated back to OpenAI chunks.
 """
 
 from __future__ import annotations
@@ -32,21 +36,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--anthropic", action="store_true",
+                    help="through the Anthropic provider instead of the OpenAI one")
     args = ap.parse_args()
+    model = bench.ANTHROPIC_MODEL if args.anthropic else bench.MODEL
     upstream = bench.Upstream()
     gateway = bench.SpaceAI(upstream)
     try:
         url = f"{gateway.base}/v1/chat/completions"
-        bench.wrk(url, bench.chat_body(False), gateway.key, 8, 1)  # warm-up
+        bench.wrk(url, bench.chat_body(False, model), gateway.key, 8, 1)  # warm-up
         out: dict[str, list[float]] = {"plain": [], "stream": []}
+        errors = 0
         for _ in range(args.rounds):
             for stream in (False, True):
                 before = cpu_seconds(gateway.proc.pid)
-                result = bench.wrk(url, bench.chat_body(stream), gateway.key, 32, args.seconds)
+                result = bench.wrk(url, bench.chat_body(stream, model), gateway.key, 32,
+                                   args.seconds)
                 used = cpu_seconds(gateway.proc.pid) - before
+                errors += result["errors"]
                 out["stream" if stream else "plain"].append(
                     round(used / max(result["requests"], 1) * 1e6, 1))
-        print(json.dumps({"cpu_us_per_request": out}))
+        print(json.dumps({"cpu_us_per_request": out, "errors": errors}))
     finally:
         gateway.close()
         bench.stop(upstream.proc)

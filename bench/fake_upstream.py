@@ -15,6 +15,8 @@ Prints "ready" (flushed) once listening.
   word each), a finish chunk, a usage chunk (``choices: []``), ``data: [DONE]``. Each SSE
   event is one HTTP chunk. Usage: prompt_tokens 10, completion_tokens = --chunks (the
   non-stream body reports the same text and usage).
+* ``POST /v1/messages``: the same answer in Anthropic's Messages format: a ``message`` JSON
+  body, or (``"stream": true``) its SSE events, ``message_start`` to ``message_stop``.
 * ``GET /v1/models``: a one-model list. Anything else: 404 in OpenAI's error shape.
 * No authentication check. Request bodies may use Content-Length or chunked encoding;
   pipelined requests are answered in order; ``Connection: close`` is honoured.
@@ -86,6 +88,31 @@ class Responses:
                             + _http_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
         self.stream = (self.stream_head + self.stream_first + b"".join(self.stream_content)
                        + self.stream_tail)
+        self.messages = self._fixed(b"200 OK", b"application/json", _dumps({
+            "id": "msg_bench", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": chunks}}))
+
+        def ev(name: str, obj: dict) -> bytes:
+            return _http_chunk(b"event: " + name.encode() + b"\ndata: " + _dumps(obj) + b"\n\n")
+
+        self.messages_stream = (self.stream_head + ev("message_start", {
+            "type": "message_start", "message": {
+                "id": "msg_bench", "type": "message", "role": "assistant", "model": model,
+                "content": [], "stop_reason": None, "stop_sequence": None,
+                "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1}}})
+            + ev("content_block_start", {"type": "content_block_start", "index": 0,
+                                         "content_block": {"type": "text", "text": ""}})
+            + ev("ping", {"type": "ping"})
+            + b"".join(ev("content_block_delta", {
+                "type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": w}}) for w in words)
+            + ev("content_block_stop", {"type": "content_block_stop", "index": 0})
+            + ev("message_delta", {"type": "message_delta",
+                                   "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                   "usage": {"output_tokens": chunks}})
+            + ev("message_stop", {"type": "message_stop"}) + b"0\r\n\r\n")
         self.models = self._fixed(b"200 OK", b"application/json", _dumps({
             "object": "list", "data": [{"id": model, "object": "model", "created": created,
                                         "owned_by": "openai"}]}))
@@ -208,6 +235,10 @@ class UpstreamProtocol(asyncio.Protocol):
             if b'"stream":true' in body or b'"stream": true' in body:
                 return self.r.stream, True
             return self.r.nonstream, False
+        if method == b"POST" and path == b"/v1/messages":
+            if b'"stream":true' in body or b'"stream": true' in body:
+                return self.r.messages_stream, True
+            return self.r.messages, False
         if method == b"GET" and path == b"/v1/models":
             return self.r.models, False
         return self.r.not_found, False

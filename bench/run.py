@@ -43,6 +43,7 @@ VENV_BIN = Path(sys.executable).parent
 LITELLM_VENV = BENCH / ".litellm-venv"
 LITELLM_VERSION = "1.108.7"
 MODEL = "bench-model"
+ANTHROPIC_MODEL = "bench-claude"  # the same upstream, in Anthropic's format
 UPSTREAM_KEY = "sk-bench-upstream"
 LITELLM_MASTER = "sk-litellm-bench"
 CHUNKS = 100
@@ -136,8 +137,8 @@ def wrk(url: str, body: dict, token: str | None, connections: int, seconds: floa
             "p99_ms": r["p99_us"] / 1000, "errors": errors, "requests": r["requests"]}
 
 
-def chat_body(stream: bool) -> dict:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hello, how are you?"}],
+def chat_body(stream: bool, model: str = MODEL) -> dict:
+    body = {"model": model, "messages": [{"role": "user", "content": "Hello, how are you?"}],
             "max_tokens": 128}
     if stream:
         body["stream"] = True
@@ -169,7 +170,10 @@ class SpaceAI:
         self.port = free_port()
         models = [{"id": MODEL, "provider": "openai", "base_url": upstream.base,
                    "api_key": UPSTREAM_KEY, "capabilities": ["chat", "completions"],
-                   "pricing": {"input": 0.0000025, "output": 0.00001}, "max_retries": 0}]
+                   "pricing": {"input": 0.0000025, "output": 0.00001}, "max_retries": 0},
+                  {"id": ANTHROPIC_MODEL, "provider": "anthropic", "base_url": upstream.base,
+                   "api_key": UPSTREAM_KEY, "upstream_model": MODEL,
+                   "pricing": {"input": 0.000003, "output": 0.000015}, "max_retries": 0}]
         if local:
             models.append({"id": "smollm2-135m-instruct", "provider": "local",
                            "capabilities": ["chat", "completions"],

@@ -113,7 +113,9 @@ class KeyCache:
         started = now()
         changed = await asyncio.to_thread(self.store.changed_since, since)
         for record in changed:
-            if record.key_hash in self._by_hash:
+            cached = self._by_hash.get(record.key_hash)
+            # a read that began before this process changed the key must not undo the change
+            if cached is not None and cached.updated_at <= record.updated_at:
                 self._by_hash[record.key_hash] = record
             self._unknown.pop(record.key_hash, None)
         self._watermark = started

@@ -38,7 +38,8 @@ class Settings:
     # upstream connection pools, per origin
     upstream_max_idle: int = 256
     upstream_idle_s: float = 30.0
-    upstream_max_per_host: int = 0  # aiohttp (Anthropic) only; 0: no limit
+    upstream_max_per_host: int = 0  # connections open at once per origin; 0: no limit
+    ca_bundle: str | None = None  # CA file for TLS upstreams; None: the system's
 
     def connection_cap(self) -> int:
         """Open client connections beyond which a new request is answered 503."""
@@ -119,4 +120,5 @@ class Settings:
             upstream_max_per_host=int(
                 pick("SPACEAI_UPSTREAM_MAX_PER_HOST", "upstream_max_per_host", 0)
             ),
+            ca_bundle=pick("SPACEAI_CA_BUNDLE", "ca_bundle", None) or None,
         )

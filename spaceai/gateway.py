@@ -50,7 +50,8 @@ class Gateway:
                              settings.ledger_fsync_s)
         self.http = HttpClient(max_idle=settings.upstream_max_idle,
                                idle_s=settings.upstream_idle_s,
-                               max_per_host=settings.upstream_max_per_host)
+                               max_per_host=settings.upstream_max_per_host,
+                               ca_bundle=settings.ca_bundle)
         self.providers = build_providers(self.http, settings)
         self.router = Router(self.catalog, self.providers)
         self.control: Control = build_control(settings, self.engine, self.ledger)

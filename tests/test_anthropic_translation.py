@@ -7,7 +7,6 @@ import asyncio
 import random
 from pathlib import Path
 
-import aiohttp
 import orjson
 import pytest
 import pytest_asyncio
@@ -24,6 +23,7 @@ from spaceai.providers.anthropic.reverse import (
     messages_to_chat_request,
 )
 from spaceai.providers.anthropic.stream import AnthropicStreamDecoder
+from spaceai.providers.http import HttpClient
 from spaceai.providers.sse import SSEParser
 from spaceai.types import ChatRequest, GatewayError, UpstreamError
 
@@ -758,11 +758,11 @@ def test_reverse_stream_event_sequence():
 
 
 def _sdk_final_message(raw: bytes):
-    anthropic = pytest.importorskip("anthropic")
+    import anthropic
     try:  # the SDK's HTTP client library: httpx, or httpx2 in newer SDK releases
         import httpx2 as httpx
     except ImportError:
-        httpx = pytest.importorskip("httpx")
+        import httpx
 
     def handler(request):
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=raw)
@@ -867,8 +867,9 @@ async def upstream():
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
-    async with aiohttp.ClientSession() as session:
-        yield fake, AnthropicProvider(session), model(base_url=f"http://127.0.0.1:{port}/v1")
+    http = HttpClient()
+    yield fake, AnthropicProvider(http), model(base_url=f"http://127.0.0.1:{port}/v1")
+    await http.close()
     await runner.cleanup()
 
 

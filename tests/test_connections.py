@@ -13,7 +13,6 @@ import json
 import socket
 import time
 
-import aiohttp
 import pytest
 from conftest import openai_model
 from fakes.scripted import (
@@ -25,7 +24,6 @@ from fakes.scripted import (
 )
 from support.server import GatewayServer
 
-from spaceai.providers.http import BoundedConnector
 from spaceai.providers.transport import Transport
 
 MODEL = {"id": "m", "provider": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key": "k"}
@@ -223,25 +221,6 @@ async def test_upstream_pool_keeps_at_most_max_idle_and_expires_them():
     finally:
         transport.close()
         await up.stop()
-
-
-async def test_aiohttp_pool_keeps_at_most_max_idle():
-    up = await ScriptedUpstream().script(delayed_json(openai_completion(), 0.2)).start()
-    connector = BoundedConnector(max_idle=8, limit=0, keepalive_timeout=0.6)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async def call() -> None:
-            async with session.post(up.base_url + "/messages", data=b"{}") as resp:
-                assert resp.status == 200 and await resp.read()
-
-        try:
-            await asyncio.gather(*[call() for _ in range(50)])
-            await until(lambda: up.open == 8)
-            assert connector.idle_count() == 8
-            await asyncio.sleep(0.6)  # keepalive_timeout 0.6: aiohttp's cleanup closes them
-            await until(lambda: up.open == 0)
-            assert connector.idle_count() == 0
-        finally:
-            await up.stop()
 
 
 def test_connection_settings_come_from_the_environment_then_the_yaml(tmp_path, monkeypatch):

@@ -24,11 +24,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from support.required import missing, require_module  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)", allow_module_level=True)
+    missing(f"{CHROMIUM} is missing (apt-get install -y chromium)")
 
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = require_module("playwright.sync_api")
 
 from conftest import openai_model  # noqa: E402
 from support.server import LOCAL_MODEL, GatewayServer  # noqa: E402

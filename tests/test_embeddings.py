@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 from fakes import Error, FakeOpenAI
+from support.required import needs
 from support.server import GatewayServer
 
 from spaceai.api.embeddings import encode_vector, parse_embeddings
@@ -33,8 +34,7 @@ def _has_embedding_runtime() -> bool:
     return True
 
 
-needs_local = pytest.mark.skipif(not _has_embedding_runtime(),
-                                 reason="the embeddings extra is not installed")
+needs_local = needs(_has_embedding_runtime(), "the embeddings extra is not installed")
 
 
 @pytest.fixture(scope="module")

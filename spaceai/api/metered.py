@@ -21,8 +21,8 @@ from spaceai.gateway import Gateway
 from spaceai.keys import KeyRecord
 from spaceai.metering.meter import Meter, record_refusal, status_of, usd, usd_header
 from spaceai.providers.base import Provider
+from spaceai.providers.events import StreamEvent
 from spaceai.providers.fit import fit
-from spaceai.providers.openai_stream import WireBlock, chunk_has_output
 from spaceai.types import ChatRequest, GatewayError, UpstreamError, Usage
 
 
@@ -141,7 +141,7 @@ async def complete(call: Call) -> tuple[ModelConfig, dict[str, Any]]:
     return served, data
 
 
-async def open_stream(call: Call) -> tuple[ModelConfig, AsyncIterator[dict[str, Any]]]:
+async def open_stream(call: Call) -> tuple[ModelConfig, AsyncIterator[StreamEvent]]:
     """Open a stream (retries and fallbacks happen here); its chunks, metered."""
     try:
         served, first, rest = await call.gw.router.open_stream(call.req, call.model)
@@ -152,8 +152,8 @@ async def open_stream(call: Call) -> tuple[ModelConfig, AsyncIterator[dict[str, 
     return served, metered_chunks(call.meter, served, first, rest)
 
 
-async def metered_chunks(meter: Meter, served: ModelConfig, first: dict[str, Any],
-                         rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+async def metered_chunks(meter: Meter, served: ModelConfig, first: StreamEvent,
+                         rest: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
     """The chunks of an opened stream, recorded exactly once however the stream ends.
 
     The final usage chunk (``choices: []``) is yielded with the cost in its ``usage``. An
@@ -165,19 +165,16 @@ async def metered_chunks(meter: Meter, served: ModelConfig, first: dict[str, Any
     usage: Usage | None = None
     status, http_status, error = "client_disconnected", 499, "client disconnected mid-stream"
     try:
-        chunk: dict[str, Any] | None = first
+        chunk: StreamEvent | None = first
         while chunk is not None:
-            if type(chunk) is WireBlock:  # relayed bytes: no parsing on the way through
-                if chunk.produced:
-                    produced += chunk.produced
-                    meter.first_token()
-            elif chunk.get("usage") and not chunk.get("choices"):
-                usage = Usage.from_openai(chunk["usage"])
+            final = chunk.final_usage
+            if final is not None:
+                usage = Usage.from_openai(final)
                 status, http_status, error = "ok", 200, None
                 nanos = await meter.finish(served, usage, status, http_status)
                 chunk["usage"] = usage.to_openai(cost=usd(nanos))
-            elif chunk_has_output(chunk):
-                produced += 1
+            elif n := chunk.produced:
+                produced += n
                 meter.first_token()
             yield chunk
             try:

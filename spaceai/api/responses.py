@@ -28,7 +28,6 @@ from spaceai.auth import request_token
 from spaceai.gateway import Gateway
 from spaceai.keys import KeyRecord
 from spaceai.metering.meter import usd
-from spaceai.providers.openai_stream import WireBlock
 from spaceai.storage.responses import StoredResponse
 from spaceai.types import GatewayError, UpstreamError
 
@@ -100,8 +99,8 @@ async def _events(gw: Gateway, key: KeyRecord, rr: ResponsesRequest, call: meter
         usage = None
         try:
             async for item in chunks:
-                for chunk in item.chunks() if type(item) is WireBlock else (item,):
-                    if chunk.get("usage") and not chunk.get("choices"):
+                for chunk in item.chunks():
+                    if chunk.final_usage is not None:
                         usage = chunk["usage"]  # priced by metered_chunks
                         continue
                     out = encoder.encode(chunk)

@@ -3,9 +3,12 @@
 A provider turns a :class:`~spaceai.types.ChatRequest` into an OpenAI-shaped answer:
 
 * ``chat`` returns a ``chat.completion`` dict whose ``usage`` holds the exact token counts;
-* ``chat_stream`` yields ``chat.completion.chunk`` dicts and ends with one chunk whose
-  ``choices`` is empty and whose ``usage`` holds the counts (always, whether or not the client
-  asked for it: the gateway hides it from clients that did not);
+* ``chat_stream`` yields :class:`~spaceai.providers.events.StreamEvent` s (a ``Chunk``, one
+  ``chat.completion.chunk`` dict, or a ``WireBlock`` of upstream bytes carrying several) and
+  ends with one chunk whose ``choices`` is empty and whose ``usage`` holds the counts (always,
+  whether or not the client asked for it: the gateway hides it from clients that did not).
+  The API layer only calls the events' methods (``sse_bytes()``, ``chunks()``, ``produced``,
+  ``final_usage``), never asks which kind it got;
 * ``completion`` / ``completion_stream`` do the same for legacy text completions
   (``text_completion`` objects) for models with the ``completions`` capability;
 * ``responses`` / ``responses_stream`` pass a Responses API body through to an upstream that
@@ -18,6 +21,12 @@ A provider turns a :class:`~spaceai.types.ChatRequest` into an OpenAI-shaped ans
 * ``count_tokens`` returns the exact prompt tokens of a chat request, or None when the
   provider has no way to count them exactly.
 
+Pass-through is part of the interface: a provider whose ``speaks_messages`` is true takes an
+Anthropic Messages body as it is (``messages``, ``messages_stream`` of ``(event name, data)``
+pairs, ``count_message_tokens``); the others are reached through the translation to a
+:class:`~spaceai.types.ChatRequest`. Likewise ``responses`` / ``responses_stream`` for models
+configured with ``responses_api: native``.
+
 Failures raise :class:`~spaceai.types.UpstreamError`. A stream that fails after it started
 raises it from the iterator, with ``usage`` set to what was produced so far. Closing the
 iterator early (``aclose``) must cancel the upstream work at once.
@@ -29,6 +38,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from spaceai.catalog import ModelConfig
+from spaceai.providers.events import StreamEvent
 from spaceai.types import ChatRequest, EmbeddingRequest, GatewayError
 
 
@@ -36,6 +46,7 @@ class Provider:
     """Base class: a provider serves the catalog models whose ``provider`` names it."""
 
     name = "base"
+    speaks_messages = False  # takes Anthropic Messages bodies natively (pass-through)
 
     async def start(self) -> None:
         """Open pools, load weights: anything the first request should not pay for."""
@@ -46,7 +57,7 @@ class Provider:
     async def chat(self, req: ChatRequest, model: ModelConfig) -> dict[str, Any]:
         raise NotImplementedError
 
-    def chat_stream(self, req: ChatRequest, model: ModelConfig) -> AsyncIterator[dict[str, Any]]:
+    def chat_stream(self, req: ChatRequest, model: ModelConfig) -> AsyncIterator[StreamEvent]:
         raise NotImplementedError
 
     async def completion(self, req: ChatRequest, model: ModelConfig) -> dict[str, Any]:
@@ -54,7 +65,7 @@ class Provider:
 
     def completion_stream(
         self, req: ChatRequest, model: ModelConfig
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[StreamEvent]:
         raise GatewayError(400, f"model {model.id} does not support /v1/completions", param="model")
 
     async def embeddings(self, req: EmbeddingRequest, model: ModelConfig) -> dict[str, Any]:
@@ -71,3 +82,16 @@ class Provider:
         self, body: dict[str, Any], model: ModelConfig
     ) -> AsyncIterator[dict[str, Any]]:
         raise GatewayError(400, f"model {model.id} has no native Responses API", param="model")
+
+    async def messages(self, body: dict[str, Any], model: ModelConfig,
+                       headers: dict[str, str] | None = None) -> dict[str, Any]:
+        raise GatewayError(400, f"model {model.id} has no native Messages API", param="model")
+
+    def messages_stream(self, body: dict[str, Any], model: ModelConfig,
+                        headers: dict[str, str] | None = None
+                        ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        raise GatewayError(400, f"model {model.id} has no native Messages API", param="model")
+
+    async def count_message_tokens(self, body: dict[str, Any], model: ModelConfig,
+                                   headers: dict[str, str] | None = None) -> int:
+        raise GatewayError(400, f"model {model.id} has no native Messages API", param="model")

@@ -8,8 +8,6 @@ import socket
 import time
 from typing import Any
 
-import aiohttp
-
 from spaceai.catalog import ModelConfig
 from spaceai.providers.deadline import timed_out
 from spaceai.providers.transport import IDLE_EXPIRY_S, MAX_IDLE_PER_ORIGIN, Response, Transport
@@ -39,12 +37,18 @@ def retry_after_seconds(headers: Any) -> float | None:
         return max(0.0, when.timestamp() - time.time())
 
 
+def redact(message: str, model: ModelConfig) -> str:
+    """``message`` without the model's credential in it (every provider's errors pass here)."""
+    cred = model.credential()
+    if cred and message:
+        return message.replace(cred, "[redacted]")
+    return message
+
+
 def upstream_failure(status: int, message: str, model: ModelConfig,
                      retry_after: float | None = None) -> UpstreamError:
     """An upstream HTTP error as the client should see it (never echoing credentials)."""
-    cred = model.credential()
-    if cred and message:
-        message = message.replace(cred, "***")
+    message = redact(message, model)
     prefix = f"model {model.id}: upstream returned {status}"
     if status in (401, 403):
         return UpstreamError(502, f"{prefix}: the gateway's credential for this model was "
@@ -65,52 +69,36 @@ def upstream_failure(status: int, message: str, model: ModelConfig,
                          type="invalid_request_error", code="upstream_invalid_request")
 
 
-class BoundedConnector(aiohttp.TCPConnector):
-    """aiohttp's pool, keeping at most ``max_idle`` idle connections per host (aiohttp itself
-    keeps every connection it released until its keep-alive timeout)."""
-
-    def __init__(self, *, max_idle: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.max_idle = max_idle
-
-    def _release(self, key, protocol, *, should_close: bool = False) -> None:  # noqa: ANN001
-        super()._release(key, protocol, should_close=should_close)
-        idle = self._conns.get(key)
-        while idle is not None and len(idle) > self.max_idle:
-            stale, _ = idle.popleft()
-            stale.close()
-
-    def idle_count(self) -> int:
-        """Connections kept idle, over every host."""
-        return sum(len(idle) for idle in self._conns.values())
-
-
 class HttpClient:
-    """The upstream connection pools: the lean transport, and an aiohttp session.
+    """The upstream connection pools every remote provider shares (one lean
+    :class:`~spaceai.providers.transport.Transport`), with the deadlines and the error mapping
+    of an attempt.
 
-    Both keep at most ``max_idle`` idle connections per origin and close those idle for longer
-    than ``idle_s``; aiohttp also opens at most ``max_per_host`` at once to one host (0: no
-    limit), queueing the requests beyond them.
+    At most ``max_idle`` idle connections are kept per origin, none idle for longer than
+    ``idle_s``; at most ``max_per_host`` are open at once to one origin (0: no limit), the
+    requests beyond them waiting for one. ``ca_bundle`` (else ``SPACEAI_CA_BUNDLE``) is the CA
+    file TLS upstreams are checked against; a model's own ``ca_bundle`` overrides it.
     """
 
     def __init__(self, max_idle: int = MAX_IDLE_PER_ORIGIN, idle_s: float = IDLE_EXPIRY_S,
-                 max_per_host: int = 0) -> None:
-        self.session: aiohttp.ClientSession | None = None
-        self.transport = Transport(max_idle=max_idle, idle_s=idle_s)
+                 max_per_host: int = 0, ca_bundle: str | None = None) -> None:
+        self.transport = Transport(max_idle=max_idle, idle_s=idle_s,
+                                   max_per_origin=max_per_host, ca_bundle=ca_bundle)
         self.idle_s = idle_s
         self.max_per_host = max_per_host
 
     async def send(self, model: ModelConfig, path: str, headers: tuple[tuple[str, str], ...],
-                   body: bytes, deadline: float) -> Response:
-        """POST ``body`` to the model's upstream; the answer once its headers arrived, by loop
-        time ``deadline``.
+                   body: bytes, deadline: float, base_url: str | None = None) -> Response:
+        """POST ``body`` to the model's upstream (``base_url`` if given); the answer once its
+        headers arrived, by loop time ``deadline``.
 
         Connection failures and timeouts become retryable :class:`UpstreamError` s.
         """
         try:
             return await self.transport.request(
-                model.base_url, "POST", path, headers, body,
-                connect_timeout=model.connect_timeout_s, deadline=deadline)
+                base_url or model.base_url, "POST", path, headers, body,
+                connect_timeout=model.connect_timeout_s, deadline=deadline,
+                ca_bundle=model.extra.get("ca_bundle"))
         except TimeoutError:
             raise timed_out(model, "no response headers in time") from None
         except OSError as exc:
@@ -127,22 +115,14 @@ class HttpClient:
             raise self.connection_error(exc, model) from None
 
     async def start(self) -> None:
-        if self.session is None:
-            connector = BoundedConnector(max_idle=self.transport.max_idle, limit=0,
-                                         limit_per_host=self.max_per_host, ttl_dns_cache=300,
-                                         keepalive_timeout=self.idle_s)
-            self.session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
-                                                 skip_auto_headers=("User-Agent",))
+        """Nothing to open: connections are made on demand."""
 
     async def close(self) -> None:
         self.transport.close()
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
 
     @staticmethod
     def connection_error(exc: BaseException, model: ModelConfig) -> UpstreamError:
-        if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        if isinstance(exc, asyncio.TimeoutError):
             return timed_out(model, "read timeout")
         if isinstance(exc, (ConnectionRefusedError, socket.gaierror)) or (
                 isinstance(exc, OSError) and not isinstance(exc, ConnectionError)):

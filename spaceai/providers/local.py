@@ -38,6 +38,7 @@ import orjson
 
 from spaceai.catalog import ModelConfig
 from spaceai.providers.base import Provider
+from spaceai.providers.events import Chunk
 from spaceai.providers.local_embeddings import LocalEmbedder
 from spaceai.types import ChatRequest, EmbeddingRequest, GatewayError, UpstreamError, Usage
 
@@ -382,23 +383,23 @@ class LocalProvider(Provider):
                     usage = _usage(raw["usage"])
                 choices = raw.get("choices") or []
                 if choices:
-                    yield {
+                    yield Chunk({
                         "id": rid,
                         "object": "chat.completion.chunk",
                         "created": created,
                         "model": model.id,
                         "choices": [_clean_choice(c) for c in choices],
-                    }
+                    })
         finally:
             await stream.aclose()
-        yield {
+        yield Chunk({
             "id": rid,
             "object": "chat.completion.chunk",
             "created": created,
             "model": model.id,
             "choices": [],
             "usage": (usage or Usage()).to_openai(),
-        }
+        })
 
     async def chat(self, req: ChatRequest, model: ModelConfig) -> dict[str, Any]:
         content: list[str] = []
@@ -467,7 +468,7 @@ class LocalProvider(Provider):
                     usage = _usage(raw["usage"])
                 choices = raw.get("choices") or []
                 if choices:
-                    yield {
+                    yield Chunk({
                         "id": rid,
                         "object": "text_completion",
                         "created": created,
@@ -481,17 +482,17 @@ class LocalProvider(Provider):
                             }
                             for c in choices
                         ],
-                    }
+                    })
         finally:
             await stream.aclose()
-        yield {
+        yield Chunk({
             "id": rid,
             "object": "text_completion",
             "created": created,
             "model": model.id,
             "choices": [],
             "usage": (usage or Usage()).to_openai(),
-        }
+        })
 
     async def completion(self, req: ChatRequest, model: ModelConfig) -> dict[str, Any]:
         text: list[str] = []

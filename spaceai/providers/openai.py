@@ -17,6 +17,7 @@ import orjson
 from spaceai.catalog import ModelConfig
 from spaceai.providers.base import Provider
 from spaceai.providers.deadline import StreamClock, attempt_deadlines
+from spaceai.providers.events import StreamEvent
 from spaceai.providers.http import HttpClient, retry_after_seconds, upstream_failure
 from spaceai.providers.openai_stream import OpenAIStreamDecoder, WireBlock
 from spaceai.providers.sse import SSEParser
@@ -114,10 +115,10 @@ class OpenAIProvider(Provider):
             body["user"] = req.user
         return await self._post("/embeddings", body, model)
 
-    def chat_stream(self, req: ChatRequest, model: ModelConfig) -> AsyncIterator[dict[str, Any]]:
+    def chat_stream(self, req: ChatRequest, model: ModelConfig) -> AsyncIterator[StreamEvent]:
         return self._stream("/chat/completions", _body(req, model, True), model, req)
 
-    def completion_stream(self, req: ChatRequest, model: ModelConfig) -> AsyncIterator[dict[str, Any]]:
+    def completion_stream(self, req: ChatRequest, model: ModelConfig) -> AsyncIterator[StreamEvent]:
         return self._stream("/completions", _body(req, model, True), model, req)
 
     async def responses(self, body: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
@@ -162,7 +163,7 @@ class OpenAIProvider(Provider):
                 resp.close()
 
     async def _stream(self, path: str, body: dict, model: ModelConfig,
-                      req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
+                      req: ChatRequest) -> AsyncIterator[StreamEvent]:
         clock = StreamClock(model)
         resp = await self.http.send(model, path, self._headers(model, True), orjson.dumps(body),
                                     clock.at)

@@ -6,52 +6,24 @@ sent them, only relabelled with the catalog's model id. The decoder hands those 
 pass, with the count of chunks that carried output. Only the events that matter to the gateway
 are parsed: the first one (to learn the upstream's model name), the usage chunk, an error
 event, ``[DONE]``, and anything not in compact JSON. Consumers that need chunk dicts (the
-Anthropic-format encoder) call :meth:`WireBlock.chunks`.
+Anthropic-format encoder) call :meth:`WireBlock.chunks`. Both are stream events
+(:mod:`spaceai.providers.events`).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import orjson
 
 from spaceai.catalog import ModelConfig
+from spaceai.providers.events import Chunk, WireBlock, chunk_has_output
 from spaceai.types import UpstreamError, Usage
+
+__all__ = ["Chunk", "OpenAIStreamDecoder", "WireBlock", "chunk_has_output"]
 
 # events at or after one of these are parsed one by one
 _MARKERS = (b'"usage":{', b'"error"', b"[DONE]")
-
-
-class WireBlock:
-    """The SSE bytes of consecutive content chunks, ready to relay to an OpenAI client."""
-
-    __slots__ = ("raw", "produced")
-
-    def __init__(self, raw: bytes, produced: int) -> None:
-        self.raw = raw
-        self.produced = produced  # chunks that carried output (text, tool calls, refusal)
-
-    def chunks(self) -> list[dict[str, Any]]:
-        """The chunks as dicts, for consumers that translate them."""
-        out = []
-        for event in self.raw.split(b"\n\n"):
-            for line in event.split(b"\n"):
-                if line.startswith(b"data:"):
-                    out.append(orjson.loads(line[5:]))
-        return out
-
-
-def chunk_has_output(chunk: dict[str, Any]) -> bool:
-    """Whether a chunk dict carries generated content."""
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta")
-        if delta is None:  # legacy text completion chunk
-            if choice.get("text"):
-                return True
-        elif delta.get("content") or delta.get("tool_calls") or delta.get("refusal"):
-            return True
-    return False
 
 
 class OpenAIStreamDecoder:
@@ -66,11 +38,11 @@ class OpenAIStreamDecoder:
         self.done = False
         self.usage: Usage | None = None
         self.produced = 0  # chunks with output: what is billed if upstream reports no usage
-        self.usage_chunk: dict[str, Any] | None = None
+        self.usage_chunk: Chunk | None = None
         self.failed: UpstreamError | None = None  # raise after relaying what came before it
         self._swap: tuple[bytes, bytes] | None = None
 
-    def feed(self, data: bytes) -> list[WireBlock | dict[str, Any]]:
+    def feed(self, data: bytes) -> list[WireBlock | Chunk]:
         """Everything complete in the stream so far: blocks of content, or parsed chunks."""
         data = self.buffer + data if self.buffer else data
         if b"\r" in data:
@@ -83,9 +55,9 @@ class OpenAIStreamDecoder:
             self.buffer = data
             return []
         complete, self.buffer = data[:end + 2], data[end + 2:]
-        out: list[WireBlock | dict[str, Any]] = []
-        if self._swap is None:  # parse the first event: it names the upstream's model
-            first = complete.find(b"\n\n") + 2
+        out: list[WireBlock | Chunk] = []
+        while self._swap is None and complete:  # parse events until one names the model
+            first = complete.find(b"\n\n") + 2  # (Azure opens with one whose model is "")
             self._events(complete[:first], out)
             complete = complete[first:]
         if complete and not self.done and self.failed is None:
@@ -122,7 +94,7 @@ class OpenAIStreamDecoder:
             if chunk is not None:
                 out.append(chunk)
 
-    def _event(self, event: bytes) -> dict[str, Any] | None:
+    def _event(self, event: bytes) -> Chunk | None:
         lines = [ln[5:].lstrip() for ln in event.split(b"\n") if ln.startswith(b"data:")]
         if not lines:
             return None  # comments, event names, retry hints
@@ -136,13 +108,14 @@ class OpenAIStreamDecoder:
             raise self.cut("invalid JSON in stream") from None
         if not isinstance(chunk, dict):
             raise self.cut("unexpected stream event")
+        chunk = Chunk(chunk)
         if "error" in chunk:
             err = chunk["error"] or {}
             message = err.get("message", "unknown error") if isinstance(err, dict) else str(err)
             raise UpstreamError(502, f"model {self.model.id}: upstream error mid-stream: "
                                 f"{message}", usage=self.usage or Usage())
         upstream = chunk.get("model")
-        if self._swap is None and isinstance(upstream, str):
+        if self._swap is None and isinstance(upstream, str) and upstream:
             self._swap = (f'"model":"{upstream}"'.encode(), f'"model":"{self.model.id}"'.encode())
         chunk["model"] = self.model.id
         if chunk.get("usage"):
@@ -166,11 +139,11 @@ class OpenAIStreamDecoder:
         return UpstreamError(502, f"model {self.model.id}: upstream stream ended before "
                              f"completion{detail}", usage=usage)
 
-    def final(self) -> dict[str, Any]:
+    def final(self) -> Chunk:
         """The closing chunk: ``choices: []`` and the usage (upstream's, else counted)."""
         usage = self.usage or Usage(completion_tokens=self.produced)
-        final = self.usage_chunk or {"id": "", "object": "chat.completion.chunk",
-                                     "created": int(time.time()), "choices": []}
+        final = self.usage_chunk or Chunk(id="", object="chat.completion.chunk",
+                                          created=int(time.time()), choices=[])
         final["model"] = self.model.id
         final["usage"] = usage.to_openai()
         return final

@@ -59,6 +59,16 @@ except ``GET /v1/models``) pops one; an empty queue means default behaviour. Act
 :class:`Reply`, :class:`Error`, :class:`Hang`, :class:`CutStream`, :class:`SlowStream`,
 :class:`StreamError`. Plain dicts ``{"action": "reply", ...}`` are accepted too.
 
+Wire behaviour
+--------------
+``fake.wire`` (a :class:`Wire`, also a constructor argument) makes the fake do what real servers
+and networks do to the bytes: gzip every answer, split every SSE event across two reads (cut
+inside its JSON), send ``: keep-alive`` comment events and CRLF line ends, close idle
+keep-alive connections after ``idle_close_s``, open OpenAI streams Azure-style (a first
+``prompt_filter_results`` chunk with an empty ``model`` and no choices), and report
+``extra_output_tokens`` more output tokens than the chunks it sent (so a gateway that bills
+counted chunks instead of the upstream's usage is caught).
+
 Every request (also rejected ones) is recorded in ``fake.requests`` as a
 :class:`RecordedRequest` (method, path, query, lower-cased headers, parsed JSON ``body``,
 ``raw`` bytes). ``fake.cancelled`` counts responses whose client went away before the
@@ -70,6 +80,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import hashlib
 import json
 import math
@@ -78,6 +89,7 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -95,6 +107,7 @@ __all__ = [
     "Reply",
     "SlowStream",
     "StreamError",
+    "Wire",
     "chunk_text",
     "count_words",
     "split_arguments",
@@ -341,6 +354,30 @@ class _Disconnected(Exception):
     pass
 
 
+@dataclass
+class Wire:
+    """How a fake puts its answers on the wire (see the module docstring)."""
+
+    gzip: bool = False
+    split_events: bool = False
+    comments: bool = False
+    crlf: bool = False
+    azure: bool = False
+    extra_output_tokens: int = 0
+    idle_close_s: float | None = None
+
+    def event(self, data: bytes) -> list[bytes]:
+        """The writes that carry one SSE event."""
+        if self.comments:
+            data = b": keep-alive\n\n" + data
+        if self.crlf:
+            data = data.replace(b"\n", b"\r\n")
+        if self.split_events and len(data) > 2:
+            cut = data.find(b"{") + 3 if b"{" in data else len(data) // 2
+            return [data[:cut], data[cut:]]
+        return [data]
+
+
 # --------------------------------------------------------------------------- base server
 
 
@@ -358,7 +395,9 @@ class _FakeBase:
         port: int | None = None,
         default_text: str | None = None,
         shutdown_timeout: float = 0.5,
+        wire: Wire | None = None,
     ) -> None:
+        self.wire = wire or Wire()
         self.api_key = api_key
         self.host = host
         self.port: int | None = port
@@ -428,7 +467,8 @@ class _FakeBase:
         self._add_routes(app.router)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=self.shutdown_timeout
+            app, access_log=None, handle_signals=False, shutdown_timeout=self.shutdown_timeout,
+            keepalive_timeout=self.wire.idle_close_s or 75.0,
         )
         await runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -576,7 +616,11 @@ class _FakeBase:
         h.update(self._std_headers())
         if headers:
             h.update(headers)
-        return web.Response(status=status, body=_dumps(obj).encode(), headers=h)
+        body = _dumps(obj).encode()
+        if self.wire.gzip:
+            body = gzip.compress(body)
+            h["content-encoding"] = "gzip"
+        return web.Response(status=status, body=body, headers=h)
 
     def _std_headers(self) -> dict[str, str]:
         return {}
@@ -664,6 +708,7 @@ class _FakeBase:
         if reply.stop_sequence is not None:
             stop_sequence = reply.stop_sequence
         completion = len(chunks) + sum(len(t.fragments) for t in tool_calls)
+        completion += self.wire.extra_output_tokens
         if reply.usage is not None:
             prompt_tokens, completion = reply.usage
         return _Plan(
@@ -721,12 +766,30 @@ class _FakeBase:
         h = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
         h.update(self._std_headers())
         h.update(headers)
+        wire = self.wire
+        packer = zlib.compressobj(wbits=31) if wire.gzip else None
+        if packer is not None:
+            h["content-encoding"] = "gzip"
         resp = web.StreamResponse(status=200, headers=h)
         try:
             await resp.prepare(request)
         except (ConnectionError, RuntimeError):
             self._note_cancelled()
             return resp
+
+        async def put(data: bytes) -> None:
+            for i, piece in enumerate(wire.event(data)):
+                if i:
+                    await asyncio.sleep(0.002)  # a separate read on the other side
+                if packer is not None:
+                    piece = packer.compress(piece) + packer.flush(zlib.Z_SYNC_FLUSH)
+                await self._write(request, resp, piece)
+
+        async def end() -> None:
+            if packer is not None:
+                await self._write(request, resp, packer.flush())
+            await resp.write_eof()
+
         delay = mode.delay_per_chunk if isinstance(mode, SlowStream) else 0.0
         limit = mode.after_chunks if isinstance(mode, (CutStream, StreamError)) else None
         seen = 0
@@ -736,16 +799,15 @@ class _FakeBase:
                     if isinstance(mode, CutStream):
                         self._abort(request)
                         return resp
-                    await self._write(request, resp,
-                                      error_event or self._stream_error_event(mode))
-                    await resp.write_eof()
+                    await put(error_event or self._stream_error_event(mode))
+                    await end()
                     return resp
                 if kind == "content":
                     seen += 1
                     if delay and not await self._sleep(request, delay):
                         return resp
-                await self._write(request, resp, data)
-            await resp.write_eof()
+                await put(data)
+            await end()
         except _Disconnected:
             self._note_cancelled()
             return resp
@@ -979,6 +1041,11 @@ class FakeOpenAI(_FakeBase):
                     "function": {"name": t.name, "arguments": ""}}
 
         events: list[tuple[str, bytes]] = []
+        if self.wire.azure:  # Azure OpenAI opens with the prompt's content filter results
+            events.append(("frame", b"data: " + _dumps({
+                "choices": [], "created": 0, "id": "", "model": "", "object": "",
+                "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {
+                    "hate": {"filtered": False, "severity": "safe"}}}]}).encode() + b"\n\n"))
         tools = plan.tool_calls
         if plan.chunks or not tools:
             events.append(("frame", chunk({"role": "assistant", "content": "", "refusal": None})))

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from spaceai.catalog import ModelConfig
@@ -17,15 +14,15 @@ from spaceai.providers.anthropic.request import answer_tool, build_request
 from spaceai.providers.anthropic.response import message_to_openai, usage_from_anthropic
 from spaceai.providers.anthropic.stream import AnthropicStreamDecoder
 from spaceai.providers.base import Provider
-from spaceai.providers.deadline import StreamClock, attempt_deadlines, timed_out
+from spaceai.providers.deadline import StreamClock, attempt_deadlines
 from spaceai.providers.http import HttpClient
 from spaceai.providers.sse import SSEParser
+from spaceai.providers.transport import Response
 from spaceai.types import ChatRequest, UpstreamError, Usage
-
-log = logging.getLogger(__name__)
 
 ANTHROPIC_VERSION = "2023-06-01"
 STREAM_CUT = "upstream stream ended before completion"
+DEFAULT_BASE_URL = "https://api.anthropic.com/v1"
 
 
 # events that are no progress for the silence deadline (keep-alives, the stream's preamble)
@@ -38,39 +35,30 @@ def moves(event: str | None, chunks: list) -> bool:
 
 
 class AnthropicProvider(Provider):
-    """Serves catalog models whose ``provider`` is ``anthropic``.
-
-    ``http`` is the gateway's shared :class:`HttpClient` (or, in tests, a bare aiohttp session).
+    """Serves catalog models whose ``provider`` is ``anthropic``, over the gateway's shared
+    :class:`HttpClient` (the same connections, deadlines and error mapping as every provider).
     """
 
     name = "anthropic"
+    speaks_messages = True
 
-    def __init__(self, http: HttpClient | aiohttp.ClientSession) -> None:
+    def __init__(self, http: HttpClient) -> None:
         self._http = http
-
-    @property
-    def _session(self) -> aiohttp.ClientSession | None:
-        if isinstance(self._http, HttpClient):
-            return self._http.session
-        return self._http
 
     async def start(self) -> None:
         """Open the shared pool if the gateway has not yet."""
-        if isinstance(self._http, HttpClient):
-            await self._http.start()
+        await self._http.start()
 
     # -- plumbing ------------------------------------------------------------------------
 
-    async def _post(
+    async def _send(
         self, model: ModelConfig, body: dict[str, Any], head_by: float, done_by: float,
         path: str = "/messages", headers: dict[str, str] | None = None,
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         """POST ``body`` to ``path``; return a 2xx response (headers by loop time ``head_by``)
         or raise the mapped :class:`UpstreamError` (an error body is read by ``done_by``).
         ``headers`` (the client's ``anthropic-beta`` and ``anthropic-version`` on a native
         call) go along, over the defaults."""
-        if self._session is None:
-            await self.start()
         key = model.credential()
         if not key:
             raise UpstreamError(
@@ -78,57 +66,30 @@ class AnthropicProvider(Provider):
                 f"model {model.id}: the Anthropic API key is not configured",
                 type="configuration_error",
             )
-        url = f"{(model.base_url or 'https://api.anthropic.com/v1').rstrip('/')}{path}"
-        headers = {
+        sent = {
             "anthropic-version": ANTHROPIC_VERSION,
             **(headers or {}),
             "x-api-key": key,
             "content-type": "application/json",
             "accept": "text/event-stream" if body.get("stream") else "application/json",
         }
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=model.connect_timeout_s, sock_connect=model.connect_timeout_s
-        )
-        try:
-            async with asyncio.timeout_at(head_by):
-                resp = await self._session.post(
-                    url, data=orjson.dumps(body), headers=headers, timeout=timeout
-                )
-        except TimeoutError as exc:  # includes aiohttp's connect/read timeouts
-            raise timed_out(model, "no response headers in time") from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            log.warning("anthropic %s: connection failed: %s", model.id, type(exc).__name__)
-            raise UpstreamError(
-                502,
-                f"Anthropic: could not reach the upstream ({type(exc).__name__})",
-                type="upstream_error",
-                retryable=True,
-            ) from exc
+        resp = await self._http.send(model, path, tuple(sent.items()), orjson.dumps(body),
+                                     head_by, base_url=model.base_url or DEFAULT_BASE_URL)
         if resp.status < 400:
             return resp
         try:
-            async with asyncio.timeout_at(done_by):
-                raw = await resp.read()
-        except (TimeoutError, aiohttp.ClientError, OSError):
+            raw = await resp.read(done_by)
+        except (TimeoutError, OSError):
             raw = b""
         finally:
             resp.release()
         raise error_from_body(resp.status, raw, resp.headers, secret=key)
 
-    @staticmethod
-    async def read_body(resp: aiohttp.ClientResponse, model: ModelConfig,
-                        deadline: float) -> bytes:
+    async def read_body(self, resp: Response, model: ModelConfig, deadline: float) -> bytes:
         """The whole body of a 2xx answer by loop time ``deadline``; a stall or a cut is an
         error."""
         try:
-            async with asyncio.timeout_at(deadline):
-                return await resp.read()
-        except TimeoutError as exc:
-            raise timed_out(model, f"no complete answer within {model.timeout_s:g} s") from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamError(
-                502, "Anthropic: the upstream response was cut", retryable=True
-            ) from exc
+            return await self._http.read(resp, model, deadline)
         finally:
             resp.release()
 
@@ -139,7 +100,7 @@ class AnthropicProvider(Provider):
         """One non-streaming Messages call of a client's body; the upstream's message as it
         came."""
         head_by, done_by = attempt_deadlines(model)
-        resp = await self._post(model, upstream_body(body, model.upstream_model, False),
+        resp = await self._send(model, upstream_body(body, model.upstream_model, False),
                                 head_by, done_by, headers=headers)
         raw = await self.read_body(resp, model, done_by)
         try:
@@ -160,7 +121,7 @@ class AnthropicProvider(Provider):
         so far; closing the iterator closes the upstream response.
         """
         clock = StreamClock(model)
-        resp = await self._post(model, upstream_body(body, model.upstream_model, True),
+        resp = await self._send(model, upstream_body(body, model.upstream_model, True),
                                 clock.at, clock.at, headers=headers)
         parser = SSEParser()
         usage = Usage()
@@ -168,11 +129,10 @@ class AnthropicProvider(Provider):
         try:
             while not done:
                 try:
-                    async with asyncio.timeout_at(clock.at):
-                        data = await resp.content.readany()
+                    data = await resp.receive(clock.at)
                 except TimeoutError as exc:
                     raise clock.expired(usage) from exc
-                except (aiohttp.ClientError, OSError) as exc:
+                except OSError as exc:
                     raise UpstreamError(502, STREAM_CUT, retryable=not started,
                                         usage=usage) from exc
                 for name, payload in parser.feed(data) if data else parser.flush():
@@ -210,7 +170,7 @@ class AnthropicProvider(Provider):
         """The exact input tokens of a client's Messages body, counted by the upstream's
         ``/v1/messages/count_tokens``."""
         head_by, done_by = attempt_deadlines(model)
-        resp = await self._post(model, count_tokens_body(body, model.upstream_model), head_by,
+        resp = await self._send(model, count_tokens_body(body, model.upstream_model), head_by,
                                 done_by, path="/messages/count_tokens", headers=headers)
         raw = await self.read_body(resp, model, done_by)
         try:
@@ -228,7 +188,7 @@ class AnthropicProvider(Provider):
         body = build_request(req, model)
         body.pop("stream", None)
         head_by, done_by = attempt_deadlines(model)
-        resp = await self._post(model, body, head_by, done_by)
+        resp = await self._send(model, body, head_by, done_by)
         raw = await self.read_body(resp, model, done_by)
         try:
             msg = orjson.loads(raw)
@@ -251,18 +211,17 @@ class AnthropicProvider(Provider):
         body = build_request(req, model)
         body["stream"] = True
         clock = StreamClock(model)
-        resp = await self._post(model, body, clock.at, clock.at)
+        resp = await self._send(model, body, clock.at, clock.at)
         decoder = AnthropicStreamDecoder(model.id, answer=answer_tool(req.params))
         parser = SSEParser()
         clean = False
         try:
             while not decoder.done:
                 try:
-                    async with asyncio.timeout_at(clock.at):
-                        data = await resp.content.readany()
+                    data = await resp.receive(clock.at)
                 except TimeoutError as exc:
                     raise clock.expired(decoder.usage) from exc
-                except (aiohttp.ClientError, OSError) as exc:
+                except OSError as exc:
                     raise UpstreamError(
                         502, STREAM_CUT, retryable=not decoder.started, usage=decoder.usage
                     ) from exc

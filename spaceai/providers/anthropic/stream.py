@@ -10,6 +10,7 @@ import orjson
 from spaceai.providers.anthropic.errors import error_from_event
 from spaceai.providers.anthropic.request import AnswerTool, answer_text
 from spaceai.providers.anthropic.response import finish_reason, usage_from_anthropic
+from spaceai.providers.events import Chunk
 from spaceai.types import UpstreamError, Usage
 
 
@@ -49,24 +50,24 @@ class AnthropicStreamDecoder:
 
     # -- chunk builders -----------------------------------------------------------------
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model_id,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Chunk:
+        return Chunk(
+            id=self.id,
+            object="chat.completion.chunk",
+            created=self.created,
+            model=self.model_id,
+            choices=[{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        )
 
-    def _usage_chunk(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model_id,
-            "choices": [],
-            "usage": self.usage.to_openai(),
-        }
+    def _usage_chunk(self) -> Chunk:
+        return Chunk(
+            id=self.id,
+            object="chat.completion.chunk",
+            created=self.created,
+            model=self.model_id,
+            choices=[],
+            usage=self.usage.to_openai(),
+        )
 
     # -- event handlers -----------------------------------------------------------------
 

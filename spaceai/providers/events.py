@@ -1,0 +1,89 @@
+"""The one event type a provider stream yields, and what the API layer asks of it.
+
+Every chat or text completion stream (``chat_stream`` / ``completion_stream``) yields
+:class:`StreamEvent` s: a :class:`Chunk` (one OpenAI chunk, a dict) or a :class:`WireBlock` (the
+bytes of several content chunks relayed as upstream sent them, relabelled). The API layer never
+asks which: it calls
+
+* ``sse_bytes()``: the event as an OpenAI SSE body would carry it;
+* ``chunks()``: the chunk dicts it carries, for endpoints that translate them;
+* ``produced``: how many chunks with output it carries (billed if upstream reports no usage);
+* ``final_usage``: the usage of the stream's closing chunk (``choices: []``), else None.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import orjson
+
+
+def chunk_has_output(chunk: dict[str, Any]) -> bool:
+    """Whether a chunk dict carries generated content."""
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta")
+        if delta is None:  # legacy text completion chunk
+            if choice.get("text"):
+                return True
+        elif delta.get("content") or delta.get("tool_calls") or delta.get("refusal"):
+            return True
+    return False
+
+
+class StreamEvent(Protocol):
+    """What every item of a provider's completion stream offers."""
+
+    produced: int
+
+    def sse_bytes(self) -> bytes: ...
+
+    def chunks(self) -> list[dict[str, Any]] | tuple[dict[str, Any], ...]: ...
+
+    @property
+    def final_usage(self) -> dict[str, Any] | None: ...
+
+
+class Chunk(dict):
+    """One OpenAI chunk (``chat.completion.chunk`` or ``text_completion``): a dict, with the
+    stream event methods."""
+
+    __slots__ = ()
+
+    def sse_bytes(self) -> bytes:
+        return b"data: " + orjson.dumps(self) + b"\n\n"
+
+    def chunks(self) -> tuple[dict[str, Any]]:
+        return (self,)
+
+    @property
+    def produced(self) -> int:
+        return 1 if chunk_has_output(self) else 0
+
+    @property
+    def final_usage(self) -> dict[str, Any] | None:
+        usage = self.get("usage")
+        return usage if usage and not self.get("choices") else None
+
+
+class WireBlock:
+    """The SSE bytes of consecutive content chunks, ready to relay to an OpenAI client."""
+
+    __slots__ = ("raw", "produced")
+
+    final_usage = None  # a block never holds the closing usage chunk
+
+    def __init__(self, raw: bytes, produced: int) -> None:
+        self.raw = raw
+        self.produced = produced  # chunks that carried output (text, tool calls, refusal)
+
+    def sse_bytes(self) -> bytes:
+        return self.raw
+
+    def chunks(self) -> list[dict[str, Any]]:
+        """The chunks as dicts, for consumers that translate them."""
+        out = []
+        for event in self.raw.split(b"\n\n"):
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    out.append(Chunk(orjson.loads(line[5:])))
+        return out

@@ -1,0 +1,44 @@
+"""The provider stream contract: one event type, whose methods are all the API layer calls."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from spaceai.providers.events import Chunk, WireBlock
+
+API = Path(__file__).resolve().parents[1] / "spaceai" / "api"
+
+
+def test_api_modules_never_ask_which_event_nor_reach_into_a_provider():
+    offending = [f"{path.name}:{n}: {line.strip()}"
+                 for path in sorted(API.glob("*.py"))
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if re.search(r"WireBlock|_post\b|_post\(|type: ignore", line)]
+    assert offending == []
+
+
+def test_a_chunk_and_a_wire_block_answer_the_same_questions():
+    content = {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}]}
+    empty = {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": ""}}]}
+    final = {"id": "c", "model": "m", "choices": [], "usage": {"completion_tokens": 9}}
+    block = WireBlock(b"data: " + json.dumps(content, separators=(",", ":")).encode()
+                      + b"\n\n", produced=1)
+    for event, produced, usage in ((Chunk(content), 1, None), (Chunk(empty), 0, None),
+                                   (Chunk(final), 0, {"completion_tokens": 9}),
+                                   (block, 1, None)):
+        assert event.produced == produced and event.final_usage == usage
+        sse = event.sse_bytes()
+        assert sse.startswith(b"data: ") and sse.endswith(b"\n\n")
+        assert [dict(c) for c in event.chunks()] == [json.loads(sse[6:])]
+
+
+def test_api_modules_never_test_a_providers_class_or_name():
+    pattern = (r"isinstance\([^)]*provider|(Anthropic|OpenAI|Local)Provider\b"
+               r"|provider(\.name)? ==|\.provider ==")
+    offending = [f"{path.name}:{n}: {line.strip()}"
+                 for path in sorted(API.glob("*.py"))
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if re.search(pattern, line)]
+    assert offending == []
