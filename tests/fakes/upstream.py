@@ -1,7 +1,7 @@
 """Fake OpenAI and Anthropic upstreams on loopback, speaking the real wire formats.
 
-The formats follow ``shared/reference`` (the OpenAI OpenAPI excerpt and the streams
-recorded from the real APIs): OpenAI streams are ``data: {json}\\n\\n`` chunks ending in
+The formats follow OpenAI's OpenAPI description and the streams recorded from the real APIs
+(``tests/reference``): OpenAI streams are ``data: {json}\\n\\n`` chunks ending in
 ``data: [DONE]\\n\\n``; Anthropic streams are ``event: NAME\\ndata: {json}\\n\\n`` events from
 ``message_start`` to ``message_stop``. JSON is compact (``,``/``:`` separators, like the
 real APIs), except Anthropic's ``{"type": "ping"}``, which is sent byte for byte as recorded.
