@@ -10,11 +10,13 @@ is only retried before its first chunk: once a byte went to the client, a failur
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import random
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from spaceai.catalog import Catalog, ModelConfig
 from spaceai.providers.base import Provider
@@ -26,23 +28,38 @@ _MAX_BACKOFF_S = 8.0
 _MAX_RETRY_AFTER_S = 30.0
 _COOLDOWN_S = 10.0
 _FAILS_TO_COOL = 3
+_RECENT = 50  # attempts a deployment's recent error rate is taken over
 
 
 class Deployment:
     """One way to reach a model, with its in-flight count and health."""
 
-    __slots__ = ("config", "in_flight", "failures", "cool_until")
+    __slots__ = ("config", "in_flight", "failures", "cool_until", "recent")
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
         self.in_flight = 0
         self.failures = 0
         self.cool_until = 0.0
+        self.recent: collections.deque[bool] = collections.deque(maxlen=_RECENT)  # failed?
 
     def succeeded(self) -> None:
         self.failures = 0
+        self.recent.append(False)
+
+    def health(self) -> dict[str, Any]:
+        """What an operator sees of it: where (no credentials), load, cool-down, error rate."""
+        url = urlsplit(self.config.base_url or "")
+        recent = self.recent
+        return {"upstream": f"{url.scheme}://{url.hostname or ''}"
+                            f"{':' + str(url.port) if url.port else ''}" if url.scheme else None,
+                "in_flight": self.in_flight,
+                "cooling_down_s": round(max(0.0, self.cool_until - time.monotonic()), 1),
+                "recent_attempts": len(recent),
+                "recent_error_rate": round(sum(recent) / len(recent), 3) if recent else None}
 
     def failed(self) -> None:
+        self.recent.append(True)
         self.failures += 1
         if self.failures >= _FAILS_TO_COOL:
             self.cool_until = time.monotonic() + _COOLDOWN_S
@@ -184,6 +201,10 @@ class Router:
                 return candidate, result
         assert last is not None
         raise last
+
+    def health(self, model_id: str) -> list[dict[str, Any]]:
+        """The health of each deployment of a model (the console's models view)."""
+        return [dep.health() for dep in self._deployments.get(model_id, ())]
 
     def _deployment_of(self, config: ModelConfig) -> Deployment | None:
         for dep in self._deployments.get(config.id, ()):

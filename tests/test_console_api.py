@@ -374,3 +374,23 @@ def test_overview_over_a_month_of_rows_equals_the_ledger_for_every_window(tmp_pa
             series = ov["series"]
             assert sum(sum(s["requests"]) for s in series) == want["requests"]
             assert {s["model"] for s in series} == {m for m, n in by_model.items() if n}
+
+
+def test_models_view_shows_each_deployments_health_without_credentials(tmp_path, fake):
+    from fakes.upstream import unused_port
+
+    dead = f"http://127.0.0.1:{unused_port()}/v1"
+    model = {**priced_model(fake, "two-ways", max_retries=1),
+             "deployments": [{"base_url": dead}, {"base_url": fake.base_url}]}
+    with GatewayServer(tmp_path, models=[model]) as gw:
+        secret = gw.create_key()
+        for _ in range(4):
+            assert _chat(gw, secret, "two-ways").status_code == 200
+        data = gw.admin("GET", "/admin/models").json()["data"]
+        deployments = {d["upstream"]: d for d in data[0]["deployments"]}
+        down = deployments[dead.rsplit("/", 1)[0]]
+        up = deployments[fake.base_url.rsplit("/", 1)[0]]
+        assert down["recent_error_rate"] == 1.0 and down["recent_attempts"] >= 3
+        assert down["cooling_down_s"] > 0  # three failures in a row: skipped for a while
+        assert up["recent_error_rate"] == 0.0 and up["recent_attempts"] == 4
+        assert fake.api_key not in str(data)

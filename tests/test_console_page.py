@@ -327,6 +327,10 @@ def test_models_view_lists_the_catalog_with_prices(console, gw):
     expect(mini).to_contain_text("$0.00015")
     expect(mini).to_contain_text("$0.0006")
     expect(page.locator('#table-models tr[data-model-id="gpt-4o"]')).to_contain_text("$0.03")
+    # each deployment's health: the scripted upstream errors show in gpt-4o's error rate
+    expect(mini.locator(".deployment")).to_contain_text("0% errors of last")
+    expect(page.locator('#table-models tr[data-model-id="gpt-4o"] .deployment')).not_to_contain_text(
+        " 0% errors")
     shot(page, "console-models-desktop.png")
     # the page is static and asks for the admin key: the server never puts it in the page
     html = httpx.get(gw.base_url + "/console").text

@@ -96,7 +96,8 @@ async def models(gw: Gateway, request: Request) -> Response:
     for m in gw.catalog:
         missing = m.missing_credential()
         data.append({**m.to_openai(), "provider": m.provider, "configured": missing is None,
-                     "missing": missing, "fallbacks": list(m.fallbacks)})
+                     "missing": missing, "fallbacks": list(m.fallbacks),
+                     "deployments": gw.router.health(m.id)})
     return json_response(200, {"object": "list", "data": data})
 
 

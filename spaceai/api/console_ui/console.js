@@ -615,11 +615,24 @@
 
   // ------------------------------------------------------------------ models
 
+  function modelStatus(m) {
+    if (!m.configured) return el("span", { class: "badge refused", text: `needs ${m.missing}` });
+    const cooling = (m.deployments || []).filter((d) => d.cooling_down_s > 0);
+    if (cooling.length === (m.deployments || []).length && cooling.length) {
+      return el("span", { class: "badge refused",
+        text: `cooling down ${Math.max(...cooling.map((d) => d.cooling_down_s))} s` });
+    }
+    if (cooling.length) {
+      return el("span", { class: "badge", text: `${cooling.length} cooling down` });
+    }
+    return el("span", { class: "badge ok", text: "ready" });
+  }
+
   async function renderModels() {
     await loadCatalogs();
     const per1k = (p) => (p === undefined || p === null ? "—" : usd(p * 1000));
     const head = el("thead", {}, el("tr", {}, ...["Model", "Provider", "Capabilities",
-      "Input $/1K", "Output $/1K", "Context", "Fallbacks", "Status"].map((h) =>
+      "Input $/1K", "Output $/1K", "Context", "Fallbacks", "Deployments", "Status"].map((h) =>
       el("th", { scope: "col", text: h }))));
     const rows = state.models.map((m) => el("tr", { "data-model-id": m.id },
       el("th", { scope: "row" }, el("code", { text: m.id })),
@@ -630,8 +643,12 @@
       el("td", { class: "num", "data-label": "Output $/1K", text: per1k(m.pricing && m.pricing.output) }),
       el("td", { class: "num", "data-label": "Context", text: m.context_window ? num(m.context_window) : "—" }),
       el("td", { "data-label": "Fallbacks", text: (m.fallbacks || []).join(", ") || "—" }),
-      el("td", { "data-label": "Status" }, el("span", { class: "badge " + (m.configured ? "ok" : "refused"),
-        text: m.configured ? "ready" : `needs ${m.missing}` }))));
+      el("td", { "data-label": "Deployments" }, ...(m.deployments || []).map((d) =>
+        el("div", { class: "deployment", "data-deployment": d.upstream || "in-process",
+          text: `${d.upstream || "in-process"}: ${d.in_flight} in flight` +
+            (d.recent_error_rate === null ? "" :
+              `, ${Math.round(d.recent_error_rate * 100)}% errors of last ${d.recent_attempts}`) }))),
+      el("td", { "data-label": "Status" }, modelStatus(m))));
     $("#table-models").replaceChildren(head, el("tbody", {}, rows));
   }
 
