@@ -32,6 +32,7 @@ def gw(tmp_path_factory):
         {**openai_model(fake, "two-deployments", max_retries=1),
          "deployments": [{"base_url": dead}, {"base_url": fake.base_url}]},
         anthropic_model(fake_an, "claude", max_retries=0),
+        anthropic_model(fake_an, "claude-retrying", max_retries=1),
     ]
     with GatewayServer(tmp_path_factory.mktemp("faults"), models=models) as server:
         server.fake, server.fake_an = fake, fake_an
@@ -187,3 +188,11 @@ async def test_streams_count_as_in_flight_until_they_end():
     assert [c async for c in first]  # runs to its end
     await second.aclose()
     assert [d.in_flight for d in deps] == [0, 0]
+
+
+@pytest.mark.parametrize("status", [408, 409])
+def test_a_timeout_or_conflict_upstream_is_retried_on_every_provider(gw, client, status):
+    for fake, model in ((gw.fake, "retrying"), (gw.fake_an, "claude-retrying")):
+        fake.script(Error(status=status, message="try again"), Reply())
+        reply = client.chat.completions.create(model=model, messages=MSG, max_tokens=5)
+        assert reply.choices[0].message.content, model

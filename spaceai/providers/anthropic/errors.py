@@ -56,6 +56,11 @@ def upstream_error(
     ``secret`` (the API key) is scrubbed from the message; an authentication error never
     repeats the upstream message at all.
     """
+    if status in (408, 409):
+        # a timeout or a conflict upstream: retried as every provider's are (providers/http.py)
+        text = (message or f"upstream returned {status}").replace(secret or "\0", "[redacted]")
+        return UpstreamError(502, f"Anthropic: {text}", code="upstream_error", retryable=True,
+                             retry_after=retry_after, usage=usage)
     if error_type not in ERROR_TYPES:
         if status in _BY_STATUS:
             error_type = _BY_STATUS[status]
