@@ -67,6 +67,7 @@ PREFIX_ROUTES: dict[tuple[str, str], tuple[Handler, str]] = {
     ("DELETE", "/v1/responses/"): (responses.delete_response, "id"),
     ("GET", "/static/"): (static_file, "path"),
     ("PATCH", "/admin/keys/"): (console.update_key, "id"),
+    ("GET", "/admin/requests/"): (console.request_bodies, "id"),  # {request_id}/bodies
     ("GET", "/console/"): (console.console_file, "path"),
 }
 
