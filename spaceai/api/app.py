@@ -158,7 +158,8 @@ class App:
 
     def _finished(self, request: Request, status: int, started: float) -> None:
         """The request's access line and span, when they are on."""
-        if ACCESS.isEnabledFor(logging.INFO):
+        # a failed answer (4xx/5xx) is a warning, so the default level shows failing clients
+        if ACCESS.isEnabledFor(logging.WARNING if status >= 400 else logging.INFO):
             access(request.method, request.path, status, started, request.request_id,
                    request.scope.get("client"))
         tracer = self.gw.telemetry
