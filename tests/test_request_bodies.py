@@ -153,3 +153,14 @@ def test_redaction_of_secret_fields_and_key_strings():
     assert out["api_key"] == out["Authorization"] == out["x-api-key"] == "[redacted]"
     assert "sk-live-0123456789abcdef" not in out["nested"][0]["text"]
     assert out["n"] == 3
+
+
+def test_openapi_documents_the_bodies_endpoint_and_switch(tmp_path, fake):
+    with GatewayServer(tmp_path, models=[priced_model(fake)]) as gw:
+        spec = httpx.get(gw.base_url + "/openapi.json").json()
+    op = spec["paths"]["/admin/requests/{request_id}/bodies"]["get"]
+    assert op["security"] == [{"admin": []}]
+    schemas = spec["components"]["schemas"]
+    for name in ("KeyCreate", "KeyUpdate", "Key"):
+        assert "log_bodies" in schemas[name]["properties"], name
+    assert {"request", "response"} <= set(schemas["RequestBodies"]["properties"])
