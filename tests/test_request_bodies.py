@@ -164,3 +164,31 @@ def test_openapi_documents_the_bodies_endpoint_and_switch(tmp_path, fake):
     for name in ("KeyCreate", "KeyUpdate", "Key"):
         assert "log_bodies" in schemas[name]["properties"], name
     assert {"request", "response"} <= set(schemas["RequestBodies"]["properties"])
+
+
+def test_migration_0005_keeps_existing_keys_and_downgrades(tmp_path):
+    from alembic import command
+    from alembic.config import Config
+
+    from spaceai.keys import KeyStore
+    from spaceai.storage.db import MIGRATIONS, create_engine, migrate, normalize_url
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", normalize_url(url))
+    command.upgrade(cfg, "0004")
+    engine = create_engine(url)
+    at = now().replace(tzinfo=None).isoformat(" ")
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO api_keys (id, name, key_hash, prefix, spend_nanos, revoked, created_at,"
+            " updated_at) VALUES ('key_0000000000000001', 'old', 'h', 'sk-space-x', 0, 0, :at,"
+            " :at)"), {"at": at})
+    migrate(url)
+    old = KeyStore(engine).get("key_0000000000000001")
+    assert old is not None and old.log_bodies is None
+    assert old.to_public()["log_bodies"] is None
+    assert sa.inspect(engine).has_table("request_bodies")
+    command.downgrade(cfg, "0004")
+    assert not sa.inspect(create_engine(url)).has_table("request_bodies")
