@@ -179,6 +179,72 @@ class BodyLog:
         if row is None:
             return None
         at = row.created_at
-        return {"object": "request.bodies", "request_id": row.request_id, "key_id": row.key_id,
+        return {"object": "request.bodies", "request_id": row.request_id, "logged": True,
+                "key_id": row.key_id,
                 "request": row.request, "response": row.response,
                 "created_at": at.isoformat() if at is not None else None}
+
+
+_MAX_SSE_BYTES = 8 * 1024 * 1024  # of a stream kept to extract its text; the rest is not
+
+
+def sse_text(raw: bytes) -> str:
+    """The text an SSE stream carried: OpenAI chat/completion deltas, Anthropic Messages
+    ``content_block_delta`` text, Responses API ``response.output_text.delta``."""
+    parts: list[str] = []
+    for line in raw.split(b"\n"):
+        line = line.strip()
+        if not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if not data or data == b"[DONE]":
+            continue
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        if event.get("choices"):
+            parts.append(stream_text([event]))
+        kind = event.get("type")
+        delta = event.get("delta")
+        if kind == "content_block_delta" and isinstance(delta, dict) \
+                and isinstance(delta.get("text"), str):
+            parts.append(delta["text"])
+        elif kind == "response.output_text.delta" and isinstance(delta, str):
+            parts.append(delta)
+    return "".join(parts)
+
+
+async def _kept_sse(chunks: Any, done: Any) -> Any:
+    kept = bytearray()
+    try:
+        async for chunk in chunks:
+            if len(kept) < _MAX_SSE_BYTES:
+                kept += chunk
+            yield chunk
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        done(sse_text(bytes(kept)))
+
+
+def logged(bodies: BodyLog, request_id: str, key: KeyRecord, body: Any, response: Any) -> Any:
+    """``response`` (a Response or a StreamResponse), its bodies queued if ``key``'s are logged:
+    a whole answer's JSON at once, a stream's text when it ends."""
+    if not bodies.wanted(key):
+        return response
+    chunks = getattr(response, "chunks", None)
+    if chunks is not None:
+        response.chunks = _kept_sse(chunks, lambda text: bodies.submit(
+            request_id, key.id, body, text))
+        return response
+    raw = getattr(response, "body", b"")
+    try:
+        answer: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        answer = bytes(raw).decode("utf-8", "replace")
+    bodies.submit(request_id, key.id, body, answer)
+    return response

@@ -36,7 +36,12 @@ def _stored(gw: GatewayServer) -> list[tuple]:
 
 
 def _bodies(gw: GatewayServer, request_id: str) -> httpx.Response:
-    return gw.admin("GET", f"/admin/requests/{request_id}/bodies")
+    """The bodies call, as 404 when none were logged (the endpoint answers logged: false)."""
+    r = gw.admin("GET", f"/admin/requests/{request_id}/bodies")
+    if r.status_code == 200 and not r.json()["logged"]:
+        assert r.json()["request"] is None and r.json()["response"] is None
+        return httpx.Response(404, request=r.request)
+    return r
 
 
 def _assert_no_secret(text: str, *secrets: str) -> None:
@@ -192,3 +197,36 @@ def test_migration_0005_keeps_existing_keys_and_downgrades(tmp_path):
     assert sa.inspect(engine).has_table("request_bodies")
     command.downgrade(cfg, "0004")
     assert not sa.inspect(create_engine(url)).has_table("request_bodies")
+
+
+def test_messages_and_responses_bodies_are_logged_too(tmp_path, fake):
+    with GatewayServer(tmp_path, models=[priced_model(fake)],
+                       settings={"log_bodies": True}) as gw:
+        secret = gw.create_key()
+        auth = {"x-api-key": secret, "anthropic-version": "2023-06-01"}
+        ask = {"model": "gpt-4o", "max_tokens": 20,
+               "messages": [{"role": "user", "content": f"hi {SECRET_IN_BODY}"}]}
+        got = {}
+        for stream in (False, True):
+            fake.script(Reply(chunks=["anthropic ", "shape"]) if stream else
+                        Reply(text="anthropic shape"))
+            r = httpx.post(gw.base_url + "/v1/messages", headers=auth, timeout=30,
+                           json={**ask, "stream": stream})
+            assert r.status_code == 200, r.text
+            got[("messages", stream)] = _bodies(gw, r.headers["x-request-id"]).json()
+            fake.script(Reply(chunks=["responses ", "shape"]) if stream else
+                        Reply(text="responses shape"))
+            r = httpx.post(gw.api_url + "/responses", timeout=30,
+                           headers={"Authorization": f"Bearer {secret}"},
+                           json={"model": "gpt-4o", "input": f"hi {SECRET_IN_BODY}",
+                                 "stream": stream})
+            assert r.status_code == 200, r.text
+            got[("responses", stream)] = _bodies(gw, r.headers["x-request-id"]).json()
+        for (surface, stream), data in got.items():
+            assert data["logged"] is True
+            said = "anthropic shape" if surface == "messages" else "responses shape"
+            assert said in data["response"], (surface, stream, data)
+            assert "hi " in data["request"]
+            _assert_no_secret(data["request"] + data["response"], secret)
+        assert got[("messages", True)]["response"] == "anthropic shape"
+        assert got[("responses", True)]["response"] == "responses shape"

@@ -120,7 +120,8 @@ async def alerts(gw: Gateway, request: Request) -> Response:
 
 
 async def request_bodies(gw: Gateway, request: Request) -> Response:
-    """GET /admin/requests/{request_id}/bodies: the request's logged bodies, if any."""
+    """GET /admin/requests/{request_id}/bodies: the request's logged bodies (``logged`` false
+    and nulls when there are none)."""
     _require_admin(gw, request)
     rest = request.path_params["id"]
     request_id, _, tail = rest.partition("/")
@@ -128,9 +129,9 @@ async def request_bodies(gw: Gateway, request: Request) -> Response:
         raise GatewayError(404, f"Unknown request URL: GET {request.path}.", code="unknown_url")
     await gw.bodies.flush()
     found = await asyncio.to_thread(gw.bodies.get, request_id)
-    if found is None:
-        raise GatewayError(404, f"No bodies were logged for request {request_id}.",
-                           param="request_id", code="not_found")
+    if found is None:  # not logged (off for its key, purged, or no such request)
+        found = {"object": "request.bodies", "request_id": request_id, "logged": False,
+                 "key_id": None, "request": None, "response": None, "created_at": None}
     return json_response(200, found)
 
 

@@ -332,7 +332,7 @@ SPEC["paths"].update({
             {**_query("limit", "integer"), "description": "1 to 500, default 50"}])},
     "/admin/requests/{request_id}/bodies": {"get": _op(
         "A request's request and response bodies, when they were logged (SPACEAI_LOG_BODIES or "
-        "the key's log_bodies; kept SPACEAI_LOG_BODIES_DAYS); 404 when none were",
+        "the key's log_bodies; kept SPACEAI_LOG_BODIES_DAYS); logged false when none were",
         auth="admin", ok="RequestBodies", params=[_path_param("request_id")])},
     "/admin/models": {"get": _op("The live catalog with prices, capabilities, fallbacks and "
                                  "whether each model is configured", auth="admin")},
@@ -362,7 +362,8 @@ SPEC["components"]["schemas"].update({
                                       "never (false), or as SPACEAI_LOG_BODIES says (null)"}}},
     "RequestBodies": {"type": "object", "properties": {
         "object": {"type": "string", "enum": ["request.bodies"]},
-        "request_id": {"type": "string"}, "key_id": {"type": ["string", "null"]},
+        "request_id": {"type": "string"}, "logged": {"type": "boolean"},
+        "key_id": {"type": ["string", "null"]},
         "request": {"type": ["string", "null"], "description": "the request's JSON, secrets "
                                                                "redacted"},
         "response": {"type": ["string", "null"], "description": "the answer's JSON, or the "

@@ -613,7 +613,7 @@
     $("#request-dialog").showModal();
     // bodies, when the operator logs them (SPACEAI_LOG_BODIES or the key's log_bodies)
     api(`/admin/requests/${encodeURIComponent(r.request_id)}/bodies`).then((b) => {
-      if ($("#request-title").textContent !== `Request ${r.request_id}`) return;
+      if (!b.logged || $("#request-title").textContent !== `Request ${r.request_id}`) return;
       for (const part of ["request", "response"]) {
         if (b[part] === null || b[part] === undefined) continue;
         let text = b[part];
