@@ -193,7 +193,7 @@ class SpaceAI:
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
             [spaceai, "serve", "--port", str(self.port), "--workers", str(workers)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.ready_s = wait_ready(f"{self.base}/health/ready", self.proc, 120)
         self.ready_s = time.perf_counter() - t0
 

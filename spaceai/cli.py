@@ -135,9 +135,11 @@ def keys() -> None:
 @click.option("--rpm", default=None, type=int, help="Requests per minute.")
 @click.option("--tpm", default=None, type=int, help="Tokens per minute.")
 @click.option("--expires", default=None, help="ISO 8601 date/time, or a duration like 30d.")
+@click.option("--log-bodies/--no-log-bodies", "log_bodies", default=None,
+              help="Store this key's request and response bodies (default: SPACEAI_LOG_BODIES).")
 @config_option
 @json_option
-def keys_create(name, models, budget, budget_period, rpm, tpm, expires, config, as_json) -> None:  # noqa: ANN001
+def keys_create(name, models, budget, budget_period, rpm, tpm, expires, log_bodies, config, as_json) -> None:  # noqa: ANN001, E501
     """Print a new key once; only its hash is stored."""
     from spaceai.catalog import Catalog
     from spaceai.keys import parse_expiry
@@ -151,7 +153,8 @@ def keys_create(name, models, budget, budget_period, rpm, tpm, expires, config, 
     try:
         secret, record = _store(config).create(
             name=name, models=model_list, budget=budget, rpm=rpm, tpm=tpm,
-            expires_at=parse_expiry(expires), budget_period=budget_period)
+            expires_at=parse_expiry(expires), budget_period=budget_period,
+            log_bodies=log_bodies)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if as_json:
@@ -218,9 +221,11 @@ def _clearable(value: str | None, convert, label: str):  # noqa: ANN001, ANN202
 @click.option("--alerts", default=None,
               help="Budget alert thresholds in percent, like 50,80,100 ('default' for the "
                    "gateway's).")
+@click.option("--log-bodies/--no-log-bodies", "log_bodies", default=None,
+              help="Store this key's request and response bodies, or never.")
 @config_option
 @json_option
-def keys_update(key_id, name, models, budget, rpm, tpm, expires, alerts, config, as_json) -> None:  # noqa: ANN001
+def keys_update(key_id, name, models, budget, rpm, tpm, expires, alerts, log_bodies, config, as_json) -> None:  # noqa: ANN001, E501
     """Change an existing key's limits; they hold from its next request, in every process."""
     from spaceai.catalog import Catalog
     from spaceai.keys import parse_expiry
@@ -251,6 +256,8 @@ def keys_update(key_id, name, models, budget, rpm, tpm, expires, alerts, config,
     if alerts is not None:
         changes["alert_thresholds"] = None if alerts.strip().lower() in ("default", "none") \
             else alerts
+    if log_bodies is not None:
+        changes["log_bodies"] = log_bodies
     try:
         record = _store(config).update(key_id, **changes)
     except ValueError as exc:

@@ -58,6 +58,8 @@ class Settings:
     alert_webhook: str | None = None  # budget alerts are POSTed here (Slack-compatible JSON)
     alert_thresholds: str = "50,80,100"  # percent of a key's budget, unless the key says
     alert_poll_s: float = 0.5
+    log_bodies: bool = False  # store request/response bodies (a key's log_bodies overrides)
+    log_bodies_days: float = 7.0  # stored bodies are purged after it
 
     def secrets(self) -> list[str]:
         """Values no log line may show: the admin key, and passwords in the URLs."""
@@ -121,4 +123,7 @@ class Settings:
                 pick("SPACEAI_UPSTREAM_MAX_PER_HOST", "upstream_max_per_host", 0)
             ),
             ca_bundle=pick("SPACEAI_CA_BUNDLE", "ca_bundle", None) or None,
+            log_bodies=str(pick("SPACEAI_LOG_BODIES", "log_bodies", "0")).lower()
+            in ("1", "true", "yes", "on"),
+            log_bodies_days=float(pick("SPACEAI_LOG_BODIES_DAYS", "log_bodies_days", 7.0)),
         )

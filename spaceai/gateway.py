@@ -45,6 +45,9 @@ class Gateway:
         self.keys = KeyStore(self.engine)
         self.key_cache = KeyCache(self.keys)
         self.responses = ResponseStore(self.engine, settings.responses_retention_days)
+        from spaceai.bodies import BodyLog
+
+        self.bodies = BodyLog(self.engine, settings.log_bodies, settings.log_bodies_days)
         self.ledger = Ledger(self.engine, settings.ledger_flush_interval_s,
                              settings.ledger_batch_size, settings.ledger_dir,
                              settings.ledger_fsync_s)
@@ -79,6 +82,7 @@ class Gateway:
         self.ledger.start()
         await self.key_cache.start()
         await self.responses.start()  # purges expired stored responses, then periodically
+        await self.bodies.start()  # writes logged bodies off the request path; purges them
         if self.telemetry is not None:
             self.telemetry.start()
         if self.alerts is not None:
@@ -105,6 +109,7 @@ class Gateway:
             await self.alerts.close()
         await self.key_cache.close()
         await self.responses.close()
+        await self.bodies.close()
         await self.control.close()
         for provider in self.providers.values():
             try:

@@ -120,6 +120,7 @@ class KeyRecord:
     created_at: datetime
     updated_at: datetime
     alert_thresholds: tuple[int, ...] | None = None  # percent; None: the gateway's default
+    log_bodies: bool | None = None  # store its bodies; None: the gateway's SPACEAI_LOG_BODIES
 
     @classmethod
     def from_row(cls, row: Any) -> KeyRecord:
@@ -141,6 +142,7 @@ class KeyRecord:
             created_at=_aware(row.created_at),
             updated_at=_aware(row.updated_at),
             alert_thresholds=tuple(row.alert_thresholds) if row.alert_thresholds else None,
+            log_bodies=getattr(row, "log_bodies", None),
         )
 
     def is_expired(self, at: datetime | None = None) -> bool:
@@ -168,6 +170,7 @@ class KeyRecord:
             "revoked": self.revoked,
             "created_at": self.created_at.isoformat(),
             "alert_thresholds": list(self.alert_thresholds) if self.alert_thresholds else None,
+            "log_bodies": self.log_bodies,
         }
 
 
@@ -186,6 +189,7 @@ class KeyStore:
         tpm: int | None = None,
         expires_at: datetime | None = None,
         budget_period: str | None = None,
+        log_bodies: bool | None = None,
     ) -> tuple[str, KeyRecord]:
         """Create a key; returns (secret, record). The secret is not stored anywhere."""
         fields = read({"name": name, "budget": budget, "rpm": rpm, "tpm": tpm,
@@ -214,6 +218,7 @@ class KeyStore:
             "revoked": False,
             "created_at": ts,
             "updated_at": ts,
+            "log_bodies": log_bodies,
         }
         with self.engine.begin() as conn:
             conn.execute(api_keys.insert().values(**row))
@@ -258,7 +263,8 @@ class KeyStore:
         its poll interval; budgets and rate limits are read from the cached record at each
         admission, so the new limits hold from the next request on.
         """
-        allowed = {"name", "models", "budget", "rpm", "tpm", "expires_at", "alert_thresholds"}
+        allowed = {"name", "models", "budget", "rpm", "tpm", "expires_at", "alert_thresholds",
+                   "log_bodies"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"cannot change {', '.join(sorted(unknown))}")
@@ -283,6 +289,8 @@ class KeyStore:
             values["expires_at"] = changes["expires_at"]
         if "alert_thresholds" in changes:
             values["alert_thresholds"] = parse_thresholds(changes["alert_thresholds"])
+        if "log_bodies" in changes:
+            values["log_bodies"] = changes["log_bodies"]
         values["updated_at"] = now()
         with self.engine.begin() as conn:
             res = conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(**values))

@@ -6,6 +6,7 @@
 :class:`Redactor`, which blanks API keys (``sk-…``), bearer tokens and the configured secrets
 (admin key, upstream keys) wherever they appear; the access line itself holds only the method,
 the path without its query string, the status, the duration, the request id and the client.
+A 4xx or 5xx answer's line is a warning, so the default level (warning) shows failing clients.
 """
 
 from __future__ import annotations
@@ -102,9 +103,9 @@ def configure_from_env(secrets: list[str] | None = None) -> bool:
 
 def access(method: str, path: str, status: int, started: float, request_id: str,
            client: tuple | None) -> None:
-    """The access line of one request (only when the access logger is on for info)."""
+    """The access line of one request: info, or warning for a 4xx/5xx answer."""
     duration = round((time.perf_counter() - started) * 1000, 3)
     ip = client[0] if client else None
-    ACCESS.info("%s %s %d %.1fms %s", method, path, status, duration, request_id, extra={
+    ACCESS.log(logging.WARNING if status >= 400 else logging.INFO, "%s %s %d %.1fms %s", method, path, status, duration, request_id, extra={
         "access": {"method": method, "path": path, "status": status, "duration_ms": duration,
                    "request_id": request_id, "client": ip}})

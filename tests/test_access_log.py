@@ -84,8 +84,8 @@ def test_json_access_log_has_one_line_per_request_and_no_secret(tmp_path, fake):
             for m, p, s, rid in sent]
     assert got == want
     assert [s for _, _, s, _ in got] == [201, 200, 200, 401, 404, 200, 404]
-    assert all(e["duration_ms"] >= 0 and e["client"] == "127.0.0.1" and e["level"] == "info"
-               for e in access)
+    assert all(e["duration_ms"] >= 0 and e["client"] == "127.0.0.1" for e in access)
+    assert all(e["level"] == ("warning" if e["status"] >= 400 else "info") for e in access)
 
 
 def test_text_access_log_at_info_and_none_at_warning(tmp_path, fake):
@@ -100,6 +100,26 @@ def test_text_access_log_at_info_and_none_at_warning(tmp_path, fake):
     proc, base, log = _serve(tmp_path / "quiet", fake)  # the default: warning
     try:
         httpx.get(base + "/health/live")
+        created = httpx.post(base + "/admin/keys", json={}, timeout=30,
+                             headers={"Authorization": f"Bearer {ADMIN}"}).json()
+        auth = {"Authorization": f"Bearer {created['key']}"}
+        bad = httpx.post(base + "/v1/chat/completions", headers=auth, timeout=30,
+                         json={"model": "gpt-4o", "messages": "not a list"})
+        wrong = httpx.post(base + "/v1/chat/completions", timeout=30,
+                           headers={"Authorization": "Bearer sk-space-wrongwrongwrong"},
+                           json={"model": "gpt-4o", "messages": PROMPT})
     finally:
         _stop(proc, log)
-    assert "spaceai.access" not in (tmp_path / "quiet" / "stderr.log").read_text()
+    assert (bad.status_code, wrong.status_code) == (400, 401)
+    text = (tmp_path / "quiet" / "stderr.log").read_text()
+    access = [line for line in text.splitlines() if "spaceai.access" in line]
+    assert not [line for line in access if " 200 " in line or " 201 " in line], text
+    access = [line for line in access if "/v1/" in line]
+    # only the failures, as warnings: the operator sees the clients that fail
+    assert len(access) == 2, text
+    assert "WARNING" in access[0] and "POST /v1/chat/completions 400" in access[0]
+    assert bad.headers["x-request-id"] in access[0]
+    assert "POST /v1/chat/completions 401" in access[1]
+    assert wrong.headers["x-request-id"] in access[1]
+    for leaked in (ADMIN, UPSTREAM_SECRET, created["key"], "sk-space-wrongwrongwrong"):
+        assert leaked not in text

@@ -120,10 +120,16 @@ def _cli(env: dict[str, str], *args: str) -> dict:
     return json.loads(out.stdout)
 
 
+def _log_of(proc: subprocess.Popen) -> str:
+    """What the server wrote to stderr (a file, never a pipe nobody reads: a pipe fills)."""
+    path = getattr(proc, "log_path", None)
+    return path.read_text(errors="replace")[-4000:] if path else "server exited"
+
+
 def _wait_up(url: str, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "server exited"
+        assert proc.poll() is None, _log_of(proc)
         try:
             if httpx.get(url + "/health/ready", timeout=1).status_code == 200:
                 return
@@ -138,8 +144,11 @@ def test_sigterm_during_load_loses_no_row(tmp_path, fake):
     env = _env(tmp_path, fake, SPACEAI_LEDGER_FLUSH_S="30")
     secret = _cli(env, "keys", "create", "--name", "load")["key"]
     port = free_port()
-    proc = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=log_file, text=True)
+    proc.log_path = log_path
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_up(url, proc)

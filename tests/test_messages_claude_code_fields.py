@@ -305,7 +305,8 @@ def test_messages_answers_carry_request_id(client, gateway, key):
 def _get_paths() -> list[str]:
     paths = [p for (m, p) in ROUTES if m == "GET"]
     paths += [p + {"/v1/models/": "gpt-test", "/static/": "docs.css",
-                   "/v1/responses/": "{response}", "/console/": "console.js"}[p]
+                   "/v1/responses/": "{response}", "/console/": "console.js",
+                   "/admin/requests/": "req_none/bodies"}[p]
               for (m, p) in PREFIX_ROUTES if m == "GET"]
     return paths
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from spaceai.api.http import Request, Response, json_response
 from spaceai.auth import request_token
-from spaceai.fields import INT32_MAX, INT64_MAX, Int, InvalidField, Rule, Str, query_int, read
+from spaceai.fields import INT32_MAX, INT64_MAX, Bool, Int, InvalidField, Rule, Str, query_int, read
 from spaceai.gateway import Gateway
 from spaceai.keys import KEY_FIELDS, MODELS, parse_expiry
 from spaceai.metering.usage import query_usage
@@ -34,6 +34,7 @@ CREATE_FIELDS: dict[str, Rule] = {
     "models": MODELS,
     "expires": Str(max_len=100),
     "expires_at": Str(max_len=100),
+    "log_bodies": Bool(),
 }
 USAGE_FILTERS: dict[str, Rule] = {
     "key": Str(max_len=200, text=True),
@@ -62,7 +63,7 @@ async def create_key(gw: Gateway, request: Request) -> Response:
     secret, record = await asyncio.to_thread(
         gw.keys.create, name=fields.get("name"), models=models, budget=fields.get("budget"),
         rpm=fields.get("rpm"), tpm=fields.get("tpm"), expires_at=expires,
-        budget_period=fields.get("budget_period"))
+        budget_period=fields.get("budget_period"), log_bodies=fields.get("log_bodies"))
     gw.key_cache.update(record)
     return json_response(201, {**record.to_public(), "key": secret})
 

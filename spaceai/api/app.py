@@ -67,6 +67,7 @@ PREFIX_ROUTES: dict[tuple[str, str], tuple[Handler, str]] = {
     ("DELETE", "/v1/responses/"): (responses.delete_response, "id"),
     ("GET", "/static/"): (static_file, "path"),
     ("PATCH", "/admin/keys/"): (console.update_key, "id"),
+    ("GET", "/admin/requests/"): (console.request_bodies, "id"),  # {request_id}/bodies
     ("GET", "/console/"): (console.console_file, "path"),
 }
 
@@ -157,7 +158,8 @@ class App:
 
     def _finished(self, request: Request, status: int, started: float) -> None:
         """The request's access line and span, when they are on."""
-        if ACCESS.isEnabledFor(logging.INFO):
+        # a failed answer (4xx/5xx) is a warning, so the default level shows failing clients
+        if ACCESS.isEnabledFor(logging.WARNING if status >= 400 else logging.INFO):
             access(request.method, request.path, status, started, request.request_id,
                    request.scope.get("client"))
         tracer = self.gw.telemetry

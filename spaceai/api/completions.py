@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 
@@ -11,9 +11,10 @@ from spaceai.api import metered
 from spaceai.api.http import Request, Response, StreamResponse, json_response
 from spaceai.api.validation import parse_chat, parse_completion
 from spaceai.auth import request_token
+from spaceai.bodies import stream_text
 from spaceai.gateway import Gateway
 from spaceai.providers.events import StreamEvent
-from spaceai.types import ChatRequest, UpstreamError
+from spaceai.types import ChatRequest, GatewayError, UpstreamError
 
 
 async def chat_completions(gw: Gateway, request: Request) -> Response | StreamResponse:
@@ -28,13 +29,38 @@ async def _complete(gw: Gateway, request: Request, parse, capability: str,  # no
                     endpoint: str) -> Response | StreamResponse:
     started = time.perf_counter()
     key = await gw.key_cache.authenticate(request_token(request))
-    req: ChatRequest = parse(await request.json(gw.settings.max_body_bytes))
+    body = await request.json(gw.settings.max_body_bytes)
+    req: ChatRequest = parse(body)
     call = await metered.admit(gw, request.request_id, key, req, capability, endpoint, started)
+    log_body = gw.bodies.wanted(key)
     if not req.stream:
-        _, data = await metered.complete(call)
+        try:
+            _, data = await metered.complete(call)
+        except GatewayError as exc:
+            if log_body:
+                gw.bodies.submit(request.request_id, key.id, body, exc.to_dict())
+            raise
+        if log_body:
+            gw.bodies.submit(request.request_id, key.id, body, data)
         return json_response(200, data, call.headers)
     _, chunks = await metered.open_stream(call)
+    if log_body:
+        chunks = _kept(chunks, lambda text: gw.bodies.submit(request.request_id, key.id, body,
+                                                             text))
     return StreamResponse(_relay(req, chunks), call.headers, on_close=call.abandon)
+
+
+async def _kept(chunks: AsyncIterator[StreamEvent],
+                done: Callable[[str], None]) -> AsyncIterator[StreamEvent]:
+    """The stream's events, unchanged; its text handed to ``done`` when it ends (bodies log)."""
+    seen: list[dict] = []
+    try:
+        async for event in chunks:
+            seen.extend(event.chunks())
+            yield event
+    finally:
+        await chunks.aclose()
+        done(stream_text(seen))
 
 
 async def _relay(req: ChatRequest, chunks: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:

@@ -119,6 +119,22 @@ async def alerts(gw: Gateway, request: Request) -> Response:
                                "default_thresholds": gw.settings.alert_thresholds})
 
 
+async def request_bodies(gw: Gateway, request: Request) -> Response:
+    """GET /admin/requests/{request_id}/bodies: the request's logged bodies (``logged`` false
+    and nulls when there are none)."""
+    _require_admin(gw, request)
+    rest = request.path_params["id"]
+    request_id, _, tail = rest.partition("/")
+    if tail != "bodies" or not request_id or len(request_id) > 64:
+        raise GatewayError(404, f"Unknown request URL: GET {request.path}.", code="unknown_url")
+    await gw.bodies.flush()
+    found = await asyncio.to_thread(gw.bodies.get, request_id)
+    if found is None:  # not logged (off for its key, purged, or no such request)
+        found = {"object": "request.bodies", "request_id": request_id, "logged": False,
+                 "key_id": None, "request": None, "response": None, "created_at": None}
+    return json_response(200, found)
+
+
 def _field(body: dict, name: str, kinds: tuple[type, ...]) -> Any:
     value = body[name]
     if value is None:
@@ -158,8 +174,14 @@ async def update_key(gw: Gateway, request: Request) -> Response:
                 raise GatewayError(400, str(exc), param=name) from None
     if "alert_thresholds" in body:
         changes["alert_thresholds"] = _field(body, "alert_thresholds", (list, str))
+    if "log_bodies" in body:  # true, false, or null (the gateway's SPACEAI_LOG_BODIES)
+        value = body["log_bodies"]
+        if value is not None and not isinstance(value, bool):
+            raise GatewayError(400, "Invalid type for 'log_bodies'.", param="log_bodies",
+                               code="invalid_type")
+        changes["log_bodies"] = value
     unknown = set(body) - {"name", "models", "budget", "rpm", "tpm", "expires", "expires_at",
-                           "alert_thresholds"}
+                           "alert_thresholds", "log_bodies"}
     if unknown:
         raise GatewayError(400, f"Unknown field(s): {', '.join(sorted(unknown))}.",
                            param=sorted(unknown)[0], code="unknown_parameter")

@@ -31,6 +31,7 @@ from typing import Any
 from spaceai.api import metered
 from spaceai.api.http import ClientGone, Request, Response, StreamResponse, json_response
 from spaceai.auth import authorize_model, request_token
+from spaceai.bodies import logged
 from spaceai.catalog import ModelConfig
 from spaceai.gateway import Gateway
 from spaceai.keys import KeyRecord
@@ -145,8 +146,10 @@ async def _messages(gw: Gateway, request: Request) -> Response | StreamResponse:
                                native=lambda model: gw.providers[model.provider].speaks_messages)
     headers = _forwarded_headers(request)
     if req.stream:
-        return await _stream(call, body, headers)
-    return await _answer(call, body, headers)
+        answer = await _stream(call, body, headers)
+    else:
+        answer = await _answer(call, body, headers)
+    return logged(gw.bodies, request.request_id, key, body, answer)
 
 
 # -- non-streaming ---------------------------------------------------------------------------

@@ -297,6 +297,9 @@ SPEC: dict[str, Any] = {
                 "remaining": {"type": ["number", "null"]}, "rpm": {"type": ["integer", "null"]},
                 "tpm": {"type": ["integer", "null"]}, "expires_at": {"type": ["string", "null"]},
                 "revoked": {"type": "boolean"}, "created_at": {"type": "string"},
+                "log_bodies": {"type": ["boolean", "null"],
+                               "description": "store this key's request and response bodies; "
+                                              "null: the gateway's SPACEAI_LOG_BODIES"},
                 "key": {"type": "string", "description": "only in the create answer"}}},
         },
     },
@@ -327,6 +330,10 @@ SPEC["paths"].update({
             {**_query("before", "integer"), "description": "a row id: the rows older than it "
                                                            "(next_before of the last page)"},
             {**_query("limit", "integer"), "description": "1 to 500, default 50"}])},
+    "/admin/requests/{request_id}/bodies": {"get": _op(
+        "A request's request and response bodies, when they were logged (SPACEAI_LOG_BODIES or "
+        "the key's log_bodies; kept SPACEAI_LOG_BODIES_DAYS); logged false when none were",
+        auth="admin", ok="RequestBodies", params=[_path_param("request_id")])},
     "/admin/models": {"get": _op("The live catalog with prices, capabilities, fallbacks and "
                                  "whether each model is configured", auth="admin")},
     "/admin/keys/activity": {"get": _op("When each key was last used", auth="admin")},
@@ -349,7 +356,19 @@ SPEC["components"]["schemas"].update({
                        "description": "ISO 8601 or a duration like 30d; null: never"},
         "alert_thresholds": {"type": ["array", "null"], "items": {"type": "integer"},
                              "description": "budget alert thresholds in percent; null: the "
-                                            "gateway's default (SPACEAI_ALERT_THRESHOLDS)"}}},
+                                            "gateway's default (SPACEAI_ALERT_THRESHOLDS)"},
+        "log_bodies": {"type": ["boolean", "null"],
+                       "description": "store this key's request and response bodies (true), "
+                                      "never (false), or as SPACEAI_LOG_BODIES says (null)"}}},
+    "RequestBodies": {"type": "object", "properties": {
+        "object": {"type": "string", "enum": ["request.bodies"]},
+        "request_id": {"type": "string"}, "logged": {"type": "boolean"},
+        "key_id": {"type": ["string", "null"]},
+        "request": {"type": ["string", "null"], "description": "the request's JSON, secrets "
+                                                               "redacted"},
+        "response": {"type": ["string", "null"], "description": "the answer's JSON, or the "
+                                                                "text a stream produced"},
+        "created_at": {"type": "string"}}},
     "Overview": {"type": "object", "properties": {
         "window": {"type": "string"}, "bucket": {"type": "string"},
         "since": {"type": "string", "description": "start of the first bucket (UTC)"},

@@ -25,6 +25,7 @@ from spaceai.api.responses_render import ResponsesStreamEncoder, render_response
 from spaceai.api.responses_request import ResponsesRequest, new_id, parse_responses
 from spaceai.api.validation import bad
 from spaceai.auth import request_token
+from spaceai.bodies import logged
 from spaceai.gateway import Gateway
 from spaceai.keys import KeyRecord
 from spaceai.metering.meter import usd
@@ -44,10 +45,16 @@ def _not_found(response_id: str, param: str | None = None) -> GatewayError:
 
 
 async def create_response(gw: Gateway, request: Request) -> Response | StreamResponse:
-    """POST /v1/responses."""
+    """POST /v1/responses (its bodies logged when the operator turns it on)."""
     started, created_at = time.perf_counter(), int(time.time())
     key = await _key(gw, request)
     body = await request.json(gw.settings.max_body_bytes)
+    answer = await _create_response(gw, request, key, body, started, created_at)
+    return logged(gw.bodies, request.request_id, key, body, answer)
+
+
+async def _create_response(gw: Gateway, request: Request, key: KeyRecord, body: Any,
+                           started: float, created_at: int) -> Response | StreamResponse:
     history = None
     previous = body.get("previous_response_id") if isinstance(body, dict) else None
     if previous is not None:

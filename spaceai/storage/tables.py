@@ -28,6 +28,8 @@ api_keys = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     # budget alert thresholds in percent (null: the gateway's default, 50/80/100)
     sa.Column("alert_thresholds", sa.JSON, nullable=True),
+    # request/response bodies logged for this key (null: the gateway's SPACEAI_LOG_BODIES)
+    sa.Column("log_bodies", sa.Boolean, nullable=True),
 )
 
 usage = sa.Table(
@@ -128,3 +130,16 @@ budget_alerts = sa.Table(
 )
 sa.Index("ux_budget_alerts_once", budget_alerts.c.key_id, budget_alerts.c.period,
          budget_alerts.c.threshold, unique=True)
+
+# request and response bodies, only when the operator turns them on (SPACEAI_LOG_BODIES or a
+# key's log_bodies), secrets redacted, purged after SPACEAI_LOG_BODIES_DAYS (spaceai/bodies.py)
+request_bodies = sa.Table(
+    "request_bodies",
+    metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.String(32), nullable=True),
+    sa.Column("request", sa.Text, nullable=True),  # the request's JSON
+    sa.Column("response", sa.Text, nullable=True),  # the answer's JSON, or a stream's text
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("ix_request_bodies_created", request_bodies.c.created_at)

@@ -611,6 +611,17 @@
       el("dd", { "data-field": k, text: v === null ? "—" : fmt[k] ? fmt[k](v) : String(v) })]));
     $("#request-title").textContent = `Request ${r.request_id}`;
     $("#request-dialog").showModal();
+    // bodies, when the operator logs them (SPACEAI_LOG_BODIES or the key's log_bodies)
+    api(`/admin/requests/${encodeURIComponent(r.request_id)}/bodies`).then((b) => {
+      if (!b.logged || $("#request-title").textContent !== `Request ${r.request_id}`) return;
+      for (const part of ["request", "response"]) {
+        if (b[part] === null || b[part] === undefined) continue;
+        let text = b[part];
+        try { text = JSON.stringify(JSON.parse(text), null, 2); } catch (e) { /* streamed text */ }
+        dl.append(el("dt", { text: part + " body" }),
+          el("dd", { "data-field": part + "_body" }, el("pre", { class: "body", text })));
+      }
+    }).catch(() => { /* none logged for this request */ });
   }
 
   // ------------------------------------------------------------------ models
