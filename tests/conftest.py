@@ -73,3 +73,12 @@ def anthropic_model(fake, id="claude-3.5-sonnet", **extra):
             "base_url": fake.base_url, "api_key": fake.api_key, "owned_by": "anthropic",
             "capabilities": ["chat"], "pricing": {"input": 0.00002, "output": 0.00005},
             "max_output_tokens": 1024, "max_retries": 0, **extra}
+
+
+@pytest.fixture(scope="module")
+def fakes():
+    """A fake OpenAI and a fake Anthropic upstream, shared by a module's tests."""
+    from fakes import FakeAnthropic, FakeOpenAI
+
+    with FakeOpenAI() as oai, FakeAnthropic() as ant:
+        yield oai, ant

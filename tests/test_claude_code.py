@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fakes import FakeAnthropic, FakeOpenAI, Reply
+from fakes import Reply
 from support.server import GatewayServer
 
 AGENTS = Path(__file__).resolve().parent / "agents"
@@ -43,12 +43,6 @@ def claude_cli() -> Path:
                              timeout=60, check=True).stdout
     assert version.startswith(PINNED), version
     return CLAUDE
-
-
-@pytest.fixture(scope="module")
-def fakes():
-    with FakeOpenAI() as oai, FakeAnthropic() as ant:
-        yield oai, ant
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fakes import FakeAnthropic, FakeOpenAI
+from support.backends import chat_models
 from support.server import GatewayServer
 
 CODEX_VERSION = "0.169.0"
@@ -63,21 +63,10 @@ def codex() -> Path:
 
 
 @pytest.fixture(scope="module")
-def fakes():
-    with FakeOpenAI() as oai, FakeAnthropic() as ant:
-        yield oai, ant
-
-
-@pytest.fixture(scope="module")
 def gateway(tmp_path_factory, fakes):
     oai, ant = fakes
     models = [
-        {"id": "gpt-test", "provider": "openai", "upstream_model": "gpt-4o-mini",
-         "base_url": oai.base_url, "api_key": oai.api_key, "capabilities": ["chat"],
-         "pricing": {"input": 0.00001, "output": 0.00003}, "max_retries": 0},
-        {"id": "claude-test", "provider": "anthropic", "upstream_model": "claude-sonnet-4-20250514",
-         "base_url": ant.base_url, "api_key": ant.api_key, "capabilities": ["chat"],
-         "pricing": {"input": 0.00002, "output": 0.00005}, "max_retries": 0},
+        *chat_models(oai, ant),
     ]
     with GatewayServer(tmp_path_factory.mktemp("codex"), models=models) as gw:
         yield gw

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anthropic
 import httpx
 import pytest
-from fakes import Error, FakeAnthropic, FakeOpenAI, Reply, StreamError
+from fakes import Error, Reply, StreamError
 from support.server import LOCAL_MODEL, GatewayServer
 
 from spaceai.types import GatewayError
@@ -16,12 +16,6 @@ WEATHER_TOOL = {
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
                      "required": ["city"]},
 }
-
-
-@pytest.fixture(scope="module")
-def fakes():
-    with FakeOpenAI() as oai, FakeAnthropic() as ant:
-        yield oai, ant
 
 
 @pytest.fixture(scope="module")

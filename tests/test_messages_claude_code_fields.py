@@ -9,7 +9,8 @@ from __future__ import annotations
 import anthropic
 import httpx
 import pytest
-from fakes import FakeAnthropic, FakeOpenAI, Reply
+from fakes import Reply
+from support.backends import chat_models
 from support.server import ADMIN_KEY, LOCAL_MODEL, GatewayServer
 
 from spaceai.api.app import PREFIX_ROUTES, ROUTES
@@ -39,21 +40,13 @@ MESSAGES = [
 
 
 @pytest.fixture(scope="module")
-def fakes():
-    with FakeOpenAI() as oai, FakeAnthropic() as ant:
-        yield oai, ant
-
-
-@pytest.fixture(scope="module")
 def gateway(tmp_path_factory, fakes):
     oai, ant = fakes
     models = [
         {"id": "claude-test", "provider": "anthropic", "upstream_model": "claude-sonnet-4-6",
          "base_url": ant.base_url, "api_key": ant.api_key, "capabilities": ["chat"],
          "pricing": {"input": 0.000003, "output": 0.000015}, "max_retries": 0},
-        {"id": "gpt-test", "provider": "openai", "upstream_model": "gpt-4o-mini",
-         "base_url": oai.base_url, "api_key": oai.api_key, "capabilities": ["chat"],
-         "pricing": {"input": 0.00001, "output": 0.00003}, "max_retries": 0},
+        chat_models(oai, ant)[0],
         LOCAL_MODEL,
     ]
     with GatewayServer(tmp_path_factory.mktemp("cc-fields"), models=models) as gw:

@@ -9,7 +9,8 @@ from datetime import timedelta
 import httpx
 import openai
 import pytest
-from fakes import Error, FakeAnthropic, FakeOpenAI, Reply, StreamError
+from fakes import Error, Reply, StreamError
+from support.backends import chat_models
 from support.server import LOCAL_MODEL, GatewayServer
 
 from spaceai.keys import now
@@ -29,21 +30,10 @@ EVENT_KINDS = {
 
 
 @pytest.fixture(scope="module")
-def fakes():
-    with FakeOpenAI() as oai, FakeAnthropic() as ant:
-        yield oai, ant
-
-
-@pytest.fixture(scope="module")
 def gateway(tmp_path_factory, fakes):
     oai, ant = fakes
     models = [
-        {"id": "gpt-test", "provider": "openai", "upstream_model": "gpt-4o-mini",
-         "base_url": oai.base_url, "api_key": oai.api_key, "capabilities": ["chat"],
-         "pricing": {"input": 0.00001, "output": 0.00003}, "max_retries": 0},
-        {"id": "claude-test", "provider": "anthropic", "upstream_model": "claude-sonnet-4-20250514",
-         "base_url": ant.base_url, "api_key": ant.api_key, "capabilities": ["chat"],
-         "pricing": {"input": 0.00002, "output": 0.00005}, "max_retries": 0},
+        *chat_models(oai, ant),
         {"id": "embed-test", "provider": "openai", "base_url": oai.base_url,
          "api_key": oai.api_key, "capabilities": ["embeddings"]},
         LOCAL_MODEL,

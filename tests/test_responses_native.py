@@ -8,14 +8,8 @@ import json
 import httpx
 import openai
 import pytest
-from fakes import FakeAnthropic, FakeOpenAI, Reply, StreamError
+from fakes import Reply, StreamError
 from support.server import GatewayServer
-
-
-@pytest.fixture(scope="module")
-def fakes():
-    with FakeOpenAI() as oai, FakeAnthropic() as ant:
-        yield oai, ant
 
 
 @pytest.fixture(scope="module")

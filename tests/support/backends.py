@@ -51,3 +51,17 @@ def gateways(tmp_path, fake: Any, backend: str, pg_url: str | None):  # noqa: AN
     with GatewayServer(tmp_path, models=models, database_url=pg_url, redis_url=REDIS_URL) as a, \
             GatewayServer(tmp_path, models=models, database_url=pg_url, redis_url=REDIS_URL) as b:
         yield [a, b]
+
+
+def chat_models(openai_fake: Any, anthropic_fake: Any) -> list[dict[str, Any]]:
+    """``gpt-test`` and ``claude-test``: one chat model behind each fake upstream."""
+    return [
+        {"id": "gpt-test", "provider": "openai", "upstream_model": "gpt-4o-mini",
+         "base_url": openai_fake.base_url, "api_key": openai_fake.api_key,
+         "capabilities": ["chat"], "pricing": {"input": 0.00001, "output": 0.00003},
+         "max_retries": 0},
+        {"id": "claude-test", "provider": "anthropic",
+         "upstream_model": "claude-sonnet-4-20250514", "base_url": anthropic_fake.base_url,
+         "api_key": anthropic_fake.api_key, "capabilities": ["chat"],
+         "pricing": {"input": 0.00002, "output": 0.00005}, "max_retries": 0},
+    ]
