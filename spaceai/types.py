@@ -75,25 +75,73 @@ class Usage:
             out["cost"] = cost
         return out
 
+    def _details(self, data: dict[str, Any], name: str, field: str) -> int:
+        """``data[name][field]`` as a token count (0 when the details object is absent)."""
+        details = data.get(name)
+        return self.count(details, field) if isinstance(details, dict) else 0
+
     @classmethod
-    def from_openai(cls, data: dict[str, Any] | None) -> Usage:
+    def _of(cls, data: Any) -> tuple[Usage, dict[str, Any] | None]:
+        """A fresh usage and ``data`` if it is an object to read (else None, noting why)."""
         u = cls()
         if not data:
-            return u
+            return u, None
         if not isinstance(data, dict):
             u.problem = "upstream usage is not an object"
-            return u
-        details = data.get("prompt_tokens_details") or {}
-        if not isinstance(details, dict):
-            details = {}
-        u.prompt_tokens = u.count(data, "prompt_tokens")
-        u.completion_tokens = u.count(data, "completion_tokens")
-        u.cached_tokens = u.count(details, "cached_tokens")
-        u.cache_creation_tokens = u.count(details, "cache_creation_tokens")
-        completion_details = data.get("completion_tokens_details") or {}
-        if isinstance(completion_details, dict):
-            u.reasoning_tokens = u.count(completion_details, "reasoning_tokens")
+            return u, None
+        return u, data
+
+    @classmethod
+    def from_openai(cls, data: Any) -> Usage:
+        """A Chat Completions / Completions / Embeddings ``usage`` object."""
+        u, data = cls._of(data)
+        if data is not None:
+            u.prompt_tokens = u.count(data, "prompt_tokens")
+            u.completion_tokens = u.count(data, "completion_tokens")
+            u.cached_tokens = u._details(data, "prompt_tokens_details", "cached_tokens")
+            u.cache_creation_tokens = u._details(data, "prompt_tokens_details",
+                                                 "cache_creation_tokens")
+            u.reasoning_tokens = u._details(data, "completion_tokens_details", "reasoning_tokens")
         return u
+
+    @classmethod
+    def from_responses(cls, data: Any) -> Usage:
+        """A Responses API ``usage`` object (``input_tokens`` / ``output_tokens``)."""
+        u, data = cls._of(data)
+        if data is not None:
+            u.prompt_tokens = u.count(data, "input_tokens")
+            u.completion_tokens = u.count(data, "output_tokens")
+            u.cached_tokens = u._details(data, "input_tokens_details", "cached_tokens")
+            u.reasoning_tokens = u._details(data, "output_tokens_details", "reasoning_tokens")
+        return u
+
+    def add_anthropic(self, data: Any) -> Usage:
+        """Take in an Anthropic ``usage`` object (a message's, or a stream event's: fields it
+        leaves out keep their value; ``output_tokens`` is cumulative). Returns ``self``.
+
+        prompt_tokens = input + cache_read + cache_creation; cached_tokens = cache_read.
+        """
+        if not data:
+            return self
+        if not isinstance(data, dict):
+            self.problem = "upstream usage is not an object"
+            return self
+        names = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+        if any(data.get(n) is not None for n in names):
+            base = self.prompt_tokens - self.cached_tokens - self.cache_creation_tokens
+            fresh = self.count(data, "input_tokens", base)
+            read = self.count(data, "cache_read_input_tokens", self.cached_tokens)
+            created = self.count(data, "cache_creation_input_tokens", self.cache_creation_tokens)
+            self.prompt_tokens = fresh + read + created
+            self.cached_tokens = read
+            self.cache_creation_tokens = created
+        self.completion_tokens = self.count(data, "output_tokens", self.completion_tokens)
+        return self
+
+    @classmethod
+    def from_anthropic(cls, data: Any) -> Usage:
+        """An Anthropic Messages ``usage`` object."""
+        return cls().add_anthropic(data)
 
 
 @dataclass(slots=True)

@@ -8,6 +8,7 @@ import asyncio
 from decimal import Decimal
 
 import httpx
+import pytest
 from fakes.upstream import Reply, unused_port
 from support.backends import priced_model
 from support.server import GatewayServer
@@ -129,3 +130,35 @@ def test_an_error_after_admission_settles_the_request(tmp_path, fake):
                           json=body).status_code == 200
         report = gw.admin("GET", "/admin/usage").json()
         assert report["totals"]["requests"] == 21
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("bad", [("twelve", 3), (-100000, 3), (12.5, 3)])
+def test_bad_usage_from_a_native_responses_or_messages_upstream_is_billed_not_a_500(
+        tmp_path, fakes, stream, bad):
+    """Pass-through answers (OpenAI Responses, Anthropic Messages) are read by the same usage
+    type as chat: a count that is not a count bills the reservation, never a 500 or zero."""
+    oai, ant = fakes
+    oai.reset(), ant.reset()
+    oai.script(Reply(usage=bad))
+    ant.script(Reply(usage=bad))
+    models = [{**priced_model(oai), "id": "native", "responses_api": "native"},
+              {"id": "claude", "provider": "anthropic", "upstream_model": "claude-sonnet-4-5",
+               "base_url": ant.base_url, "api_key": ant.api_key, "max_retries": 0,
+               "pricing": {"input": 0.00001, "output": 0.00003}}]
+    with GatewayServer(tmp_path, models=models) as gw:
+        secret = gw.create_key(budget=1)
+        auth = {"Authorization": f"Bearer {secret}"}
+        r1 = httpx.post(gw.api_url + "/responses", headers=auth, json={
+            "model": "native", "input": "hi", "max_output_tokens": 10, "stream": stream})
+        r2 = httpx.post(gw.api_url + "/messages", headers={"x-api-key": secret}, json={
+            "model": "claude", "max_tokens": 10, "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}]})
+        assert r1.status_code == 200 and r2.status_code == 200, (r1.text, r2.text)
+        gw.gateway.ledger.flush(10)
+        rows = gw.admin("GET", "/admin/usage").json()["data"]
+        assert len(rows) == 2
+        for row in rows:
+            assert row["prompt_tokens"] >= 0 and row["completion_tokens"] >= 0
+            assert row["cost"] > 0 and "billed the reservation" in (row["error"] or ""), row
+        assert _spend(gw, secret) == sum(Decimal(str(r["cost"])) for r in rows)

@@ -39,7 +39,6 @@ from spaceai.metering.meter import Meter, status_of
 from spaceai.metering.tokens import estimate_prompt_tokens, max_prompt_tokens
 from spaceai.providers.anthropic.errors import to_anthropic_error
 from spaceai.providers.anthropic.native import FORWARDED_HEADERS
-from spaceai.providers.anthropic.response import usage_from_anthropic
 from spaceai.providers.anthropic.reverse import (
     AnthropicStreamEncoder,
     claude_only_features,
@@ -168,7 +167,7 @@ async def _answer(call: metered.Call, body: dict[str, Any],
     def usage_of(result: tuple[str, dict[str, Any]]) -> Usage:
         kind, data = result
         if kind == "native":
-            return usage_from_anthropic(data.get("usage"))
+            return Usage.from_anthropic(data.get("usage"))
         return Usage.from_openai(data.get("usage"))
 
     served, (kind, data), _ = await metered.run(call, attempt, usage_of)
@@ -240,10 +239,10 @@ async def _native_relay(meter: Meter, served: ModelConfig, model_id: str,
             kind, data = event
             if kind == "message_start":
                 msg = data.get("message") or {}
-                usage_from_anthropic(msg.get("usage"), usage)
+                usage.add_anthropic(msg.get("usage"))
                 data = dict(data, message=dict(msg, model=model_id))
             elif kind == "message_delta":
-                usage_from_anthropic(data.get("usage"), usage)
+                usage.add_anthropic(data.get("usage"))
             elif kind == "content_block_delta":
                 meter.first_token()
             elif kind == "message_stop":

@@ -47,16 +47,6 @@ def upstream_body(body: dict[str, Any], rr: ResponsesRequest) -> dict[str, Any]:
     return out
 
 
-def usage_from_response(data: dict[str, Any] | None) -> Usage:
-    """A Responses ``usage`` as :class:`Usage`."""
-    u = data or {}
-    return Usage(prompt_tokens=int(u.get("input_tokens") or 0),
-                 completion_tokens=int(u.get("output_tokens") or 0),
-                 cached_tokens=int((u.get("input_tokens_details") or {}).get("cached_tokens") or 0),
-                 reasoning_tokens=int(
-                     (u.get("output_tokens_details") or {}).get("reasoning_tokens") or 0))
-
-
 def relabel(response: dict[str, Any], resp_id: str, rr: ResponsesRequest,
             nanos: int | None = None) -> dict[str, Any]:
     """Upstream's response object as the gateway's: its id, the catalog model, the cost."""
@@ -80,7 +70,7 @@ async def answer(call: metered.Call, rr: ResponsesRequest, body: dict[str, Any],
 
     def usage_of(result: tuple[bool, dict[str, Any]]) -> Usage:
         native, data = result
-        return usage_from_response(data.get("usage")) if native else Usage.from_openai(
+        return Usage.from_responses(data.get("usage")) if native else Usage.from_openai(
             data.get("usage"))
 
     _, (native, data), nanos = await metered.run(call, attempt, usage_of)
@@ -130,7 +120,7 @@ async def relay(meter: Meter, served: ModelConfig, rr: ResponsesRequest, resp_id
             if isinstance(event.get("response"), dict):
                 response = relabel(event["response"], resp_id, rr)
                 if kind in RESPONSES_TERMINAL:
-                    usage = usage_from_response(response.get("usage"))
+                    usage = Usage.from_responses(response.get("usage"))
                     status, http_status, error = "ok", 200, None
                     if kind == "response.failed":
                         status, http_status = "upstream_error", 502

@@ -135,6 +135,14 @@ def _dumps(obj: Any) -> str:
 _WORD_RE = re.compile(r"\s*\S+")
 
 
+def _total(prompt: Any, completion: Any) -> Any:
+    """``total_tokens`` as an upstream would add it up (a scripted non-number stays one)."""
+    try:
+        return prompt + completion
+    except TypeError:
+        return f"{prompt}+{completion}"
+
+
 def chunk_text(text: str) -> list[str]:
     """Split text into word chunks, each with its leading whitespace ("Hello", " from")."""
     chunks = _WORD_RE.findall(text)
@@ -1207,7 +1215,7 @@ class FakeOpenAI(_FakeBase):
                  "input_tokens_details": {"cached_tokens": plan.cache_read},
                  "output_tokens": plan.completion_tokens,
                  "output_tokens_details": {"reasoning_tokens": 0},
-                 "total_tokens": plan.prompt_tokens + plan.completion_tokens}
+                 "total_tokens": _total(plan.prompt_tokens, plan.completion_tokens)}
         part = {"type": "output_text", "text": plan.text, "annotations": [], "logprobs": []}
         message = {"id": mid, "type": "message", "status": "completed", "role": "assistant",
                    "content": [part]}

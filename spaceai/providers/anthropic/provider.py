@@ -11,7 +11,7 @@ from spaceai.catalog import ModelConfig
 from spaceai.providers.anthropic.errors import error_from_body, error_from_event
 from spaceai.providers.anthropic.native import Event, count_tokens_body, upstream_body
 from spaceai.providers.anthropic.request import answer_tool, build_request
-from spaceai.providers.anthropic.response import message_to_openai, usage_from_anthropic
+from spaceai.providers.anthropic.response import message_to_openai
 from spaceai.providers.anthropic.stream import AnthropicStreamDecoder
 from spaceai.providers.base import Provider
 from spaceai.providers.deadline import StreamClock, attempt_deadlines
@@ -150,9 +150,9 @@ class AnthropicProvider(Provider):
                         raise error_from_event(obj, usage=usage)
                     if kind == "message_start":
                         started = True
-                        usage_from_anthropic((obj.get("message") or {}).get("usage"), usage)
+                        usage.add_anthropic((obj.get("message") or {}).get("usage"))
                     elif kind == "message_delta":
-                        usage_from_anthropic(obj.get("usage"), usage)
+                        usage.add_anthropic(obj.get("usage"))
                     yield kind, obj
                     if kind == "message_stop":
                         done = True

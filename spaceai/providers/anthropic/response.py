@@ -27,30 +27,6 @@ def finish_reason(stop_reason: str | None) -> str | None:
     return STOP_REASONS.get(stop_reason, "stop")
 
 
-def usage_from_anthropic(data: dict[str, Any] | None, into: Usage | None = None) -> Usage:
-    """Anthropic ``usage`` -> :class:`Usage`; fields absent from ``data`` are kept from ``into``.
-
-    prompt_tokens = input + cache_read + cache_creation; cached_tokens = cache_read.
-    """
-    u = into or Usage()
-    if not data:
-        return u
-    if not isinstance(data, dict):
-        u.problem = "upstream usage is not an object"
-        return u
-    names = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-    if any(data.get(n) is not None for n in names):
-        base = u.prompt_tokens - u.cached_tokens - u.cache_creation_tokens
-        fresh = u.count(data, "input_tokens", base)
-        read = u.count(data, "cache_read_input_tokens", u.cached_tokens)
-        created = u.count(data, "cache_creation_input_tokens", u.cache_creation_tokens)
-        u.prompt_tokens = fresh + read + created
-        u.cached_tokens = read
-        u.cache_creation_tokens = created
-    u.completion_tokens = u.count(data, "output_tokens", u.completion_tokens)
-    return u
-
-
 def tool_call(block: dict[str, Any]) -> dict[str, Any]:
     """An Anthropic ``tool_use`` block as an OpenAI tool call."""
     return {
@@ -90,7 +66,7 @@ def message_to_openai(
     }
     if calls:
         message["tool_calls"] = calls
-    usage = usage_from_anthropic(msg.get("usage"))
+    usage = Usage.from_anthropic(msg.get("usage"))
     return {
         "id": msg.get("id") or "",
         "object": "chat.completion",

@@ -9,7 +9,7 @@ import orjson
 
 from spaceai.providers.anthropic.errors import error_from_event
 from spaceai.providers.anthropic.request import AnswerTool, answer_text
-from spaceai.providers.anthropic.response import finish_reason, usage_from_anthropic
+from spaceai.providers.anthropic.response import finish_reason
 from spaceai.providers.events import Chunk
 from spaceai.types import UpstreamError, Usage
 
@@ -74,7 +74,7 @@ class AnthropicStreamDecoder:
     def _on_message_start(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
         msg = obj.get("message") or {}
         self.id = msg.get("id") or self.id
-        usage_from_anthropic(msg.get("usage"), self.usage)
+        self.usage.add_anthropic(msg.get("usage"))
         self.started = True
         return [self._chunk({"role": "assistant", "content": ""})]
 
@@ -127,7 +127,7 @@ class AnthropicStreamDecoder:
         return [self._chunk({"content": answer_text(self.answer, arguments)})]
 
     def _on_message_delta(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
-        usage_from_anthropic(obj.get("usage"), self.usage)  # output_tokens is cumulative
+        self.usage.add_anthropic(obj.get("usage"))  # output_tokens is cumulative
         reason = finish_reason((obj.get("delta") or {}).get("stop_reason"))
         if reason == "tool_calls" and self._answer_block is not None and not self._tool_index:
             reason = "stop"  # the structured answer is the message's text
