@@ -187,8 +187,12 @@ async def stream(
     An async generator, so that a bad request raises at the first step, like an engine error.
     """
     body = engine_body(req, model, endpoint)
-    rid = f"{endpoint.id_prefix}-{uuid.uuid4().hex[:24]}"
-    created = int(time.time())
+    head = {  # every chunk's first fields, in OpenAI's order
+        "id": f"{endpoint.id_prefix}-{uuid.uuid4().hex[:24]}",
+        "object": endpoint.chunk_object,
+        "created": int(time.time()),
+        "model": model.id,
+    }
     usage: Usage | None = None
     raw_stream = engines.stream(endpoint.handler, body, model.model_path)
     try:
@@ -197,23 +201,10 @@ async def stream(
                 usage = Usage.from_openai(raw["usage"])
             choices = raw.get("choices") or []
             if choices:
-                yield Chunk({
-                    "id": rid,
-                    "object": endpoint.chunk_object,
-                    "created": created,
-                    "model": model.id,
-                    "choices": [endpoint.chunk_choice(c) for c in choices],
-                })
+                yield Chunk(head, choices=[endpoint.chunk_choice(c) for c in choices])
     finally:
         await raw_stream.aclose()
-    yield Chunk({
-        "id": rid,
-        "object": endpoint.chunk_object,
-        "created": created,
-        "model": model.id,
-        "choices": [],
-        "usage": (usage or Usage()).to_openai(),
-    })
+    yield Chunk(head, choices=[], usage=(usage or Usage()).to_openai())
 
 
 async def aggregate(
