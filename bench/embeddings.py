@@ -14,7 +14,7 @@ import asyncio
 import time
 
 from spaceai.catalog import LOCAL_EMBEDDING_MODEL, Catalog
-from spaceai.providers.local_embeddings import LocalEmbedder
+from spaceai.providers.local.embeddings import LocalEmbedder
 from spaceai.types import EmbeddingRequest
 
 SENTENCE = "Request number {i}: a sentence of about the length people embed for search."

