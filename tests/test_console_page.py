@@ -19,12 +19,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from support.required import missing, require_module  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)", allow_module_level=True)
+    missing(f"{CHROMIUM} is missing (apt-get install -y chromium)")
 
-sync_api = pytest.importorskip("playwright.sync_api")
-openai = pytest.importorskip("openai")
+sync_api = require_module("playwright.sync_api")
+openai = require_module("openai")
 
 from fakes.upstream import Error  # noqa: E402
 from support.backends import priced_model  # noqa: E402

@@ -21,6 +21,7 @@ import openai
 import pytest
 from conftest import anthropic_model
 from pydantic import BaseModel
+from support.required import missing, require_module
 from support.server import GatewayServer
 
 LOCAL = "smollm2-135m-instruct"
@@ -61,7 +62,7 @@ def key(gw):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_instructor_json_schema_mode_gets_a_valid_object(gw, key, model):
-    instructor = pytest.importorskip("instructor")
+    instructor = require_module("instructor")
     client = instructor.from_openai(
         openai.OpenAI(base_url=gw.api_url, api_key=key, max_retries=0),
         mode=instructor.Mode.JSON_SCHEMA)
@@ -73,7 +74,7 @@ def test_instructor_json_schema_mode_gets_a_valid_object(gw, key, model):
 
 @pytest.mark.parametrize("model", ["claude-3.5-sonnet", "gpt-4o"])
 def test_instructor_default_tools_mode_gets_a_valid_object(gw, key, model):
-    instructor = pytest.importorskip("instructor")
+    instructor = require_module("instructor")
     client = instructor.from_openai(openai.OpenAI(base_url=gw.api_url, api_key=key,
                                                   max_retries=0))
     person = client.chat.completions.create(
@@ -83,7 +84,7 @@ def test_instructor_default_tools_mode_gets_a_valid_object(gw, key, model):
 
 
 def test_instructor_tools_mode_on_the_local_model_is_a_400_naming_tools(gw, key):
-    instructor = pytest.importorskip("instructor")
+    instructor = require_module("instructor")
     client = instructor.from_openai(openai.OpenAI(base_url=gw.api_url, api_key=key,
                                                   max_retries=0))
     with pytest.raises(Exception) as e:
@@ -94,7 +95,7 @@ def test_instructor_tools_mode_on_the_local_model_is_a_400_naming_tools(gw, key)
 
 @pytest.mark.parametrize("model", MODELS)
 def test_pydantic_ai_native_output_gets_a_valid_object(gw, key, model):
-    pytest.importorskip("pydantic_ai")
+    require_module("pydantic_ai")
     from pydantic_ai import Agent, NativeOutput
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.profiles.openai import OpenAIModelProfile
@@ -110,7 +111,7 @@ def test_pydantic_ai_native_output_gets_a_valid_object(gw, key, model):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_langchain_with_structured_output_gets_a_valid_object(gw, key, model):
-    pytest.importorskip("langchain_openai")
+    require_module("langchain_openai")
     from langchain_openai import ChatOpenAI
 
     llm = ChatOpenAI(model=model, base_url=gw.api_url, api_key=key, temperature=0,
@@ -124,7 +125,7 @@ def test_langchain_with_structured_output_gets_a_valid_object(gw, key, model):
 def test_vercel_ai_sdk_generate_object_gets_a_valid_object(gw, key, model, api):
     script = AGENTS / "generate_object.mjs"
     if not (AGENTS / "node_modules" / "ai").is_dir() or shutil.which("node") is None:
-        pytest.skip("npm ci --prefix tests/agents has not been run (scripts/test runs it)")
+        missing("npm ci --prefix tests/agents has not been run (scripts/test runs it)")
     env = {**os.environ, "SPACEAI_BASE_URL": gw.api_url, "SPACEAI_API_KEY": key}
     out = subprocess.run(["node", str(script), model, api], env=env, capture_output=True,
                          text=True, timeout=120)
@@ -133,9 +134,9 @@ def test_vercel_ai_sdk_generate_object_gets_a_valid_object(gw, key, model, api):
 
 
 def test_langchain_default_embeddings_match_the_vectors_of_the_text(gw, key, monkeypatch):
-    pytest.importorskip("langchain_openai")
-    pytest.importorskip("tokenizers")
-    tiktoken = pytest.importorskip("tiktoken")
+    require_module("langchain_openai")
+    require_module("tokenizers")
+    tiktoken = require_module("tiktoken")
     from langchain_openai import OpenAIEmbeddings
 
     # the client's own tokenizer: the same cl100k_base, from the bundled file (this machine
