@@ -164,6 +164,16 @@ class ChatRequest:
     prompt: str | None = None
     unknown: tuple[str, ...] = ()
     sampling_defaults: bool = True  # the model's defaults (temperature 0.7) when absent
+    # the last fit of this request (model, fitted): admission and the first attempt fit the
+    # same request to the same model, so the second is a lookup (spaceai/providers/fit.py)
+    fitted: tuple[Any, ChatRequest | None, list[str]] | None = field(
+        default=None, repr=False, compare=False)
+
+    def with_params(self, params: dict[str, Any]) -> ChatRequest:
+        """This request with other ``params`` (a constructor call: ``dataclasses.replace``
+        costs five times as much on the request path)."""
+        return ChatRequest(self.model, self.messages, params, self.stream, self.include_usage,
+                           self.prompt, self.unknown, self.sampling_defaults)
 
     @property
     def max_tokens(self) -> int | None:

@@ -42,3 +42,19 @@ def test_api_modules_never_test_a_providers_class_or_name():
                  for n, line in enumerate(path.read_text().splitlines(), 1)
                  if re.search(pattern, line)]
     assert offending == []
+
+
+def test_a_request_with_other_params_keeps_every_other_field():
+    """``ChatRequest.with_params`` (the fit's fast copy) carries every field but params."""
+    import dataclasses
+
+    from spaceai.types import ChatRequest
+
+    req = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}],
+                      params={"a": 1}, stream=True, include_usage=True, prompt="p",
+                      unknown=("x",), sampling_defaults=False)
+    copy = req.with_params({"b": 2})
+    assert copy.params == {"b": 2} and req.params == {"a": 1}
+    for f in dataclasses.fields(ChatRequest):
+        if f.name not in ("params", "fitted"):
+            assert getattr(copy, f.name) == getattr(req, f.name), f.name

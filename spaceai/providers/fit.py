@@ -18,7 +18,7 @@ request reaches (the one it names, then its fallbacks):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from spaceai.catalog import ModelConfig
@@ -107,7 +107,17 @@ def _unsupported(req: ChatRequest, model: ModelConfig) -> list[str]:
 
 def fit(req: ChatRequest, model: ModelConfig) -> Fitted:
     """``req`` fitted to ``model``, or a :class:`GatewayError` 400 naming what it cannot
-    honour."""
+    honour. Fitting the same request to the same model again is a lookup."""
+    last = req.fitted
+    if last is not None and last[0] is model:
+        return Fitted(last[1] or req, last[2])
+    fitted = _fit(req, model)
+    # kept without a reference back to ``req`` itself (no cycle for the collector to find)
+    req.fitted = (model, None if fitted.req is req else fitted.req, fitted.dropped)
+    return fitted
+
+
+def _fit(req: ChatRequest, model: ModelConfig) -> Fitted:
     _check_features(req, model)
     dropped: list[str] = []
     unsupported = _unsupported(req, model)
@@ -137,4 +147,4 @@ def fit(req: ChatRequest, model: ModelConfig) -> Fitted:
     if renamed:
         value = params.pop("max_tokens")
         params.setdefault("max_completion_tokens", value)
-    return Fitted(replace(req, params=params), dropped)
+    return Fitted(req.with_params(params), dropped)
