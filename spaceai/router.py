@@ -5,8 +5,9 @@ api_key, upstream_model); the least busy one that is not cooling down is tried f
 retryable failure (connection error, timeout, 429, 5xx) is retried with exponential backoff
 and jitter, honouring Retry-After, then the model's ``fallbacks`` are tried in order. A
 deployment's own fault (its key refused, its account out of quota, its upstream model unknown)
-is not retried on it: the other deployments are tried at once, then the fallbacks. A stream
-is only retried before its first chunk: once a byte went to the client, a failure is final.
+is not retried on it: the other deployments are tried at once (within the model's
+``max_retries + 1`` attempts), then the fallbacks. A stream is only retried before its first
+chunk: once a byte went to the client, a failure is final.
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ BY_KIND: dict[str, Rule] = {
 _GENERIC = frozenset({"invalid_request_error", "server_error", "api_error"})
 
 
-def rule_for_status(status: int) -> Rule:
+def _rule_for_status(status: int) -> Rule:
     """The rule of an HTTP error status whose body named no decisive error type."""
     if status in (401, 403):
         return AUTH_FAILED
@@ -102,13 +102,13 @@ def rule_for_status(status: int) -> Rule:
     return INVALID_REQUEST
 
 
-def rule_for(status: int | None, error_type: str | None, error_code: str | None) -> Rule:
+def _rule_for(status: int | None, error_type: str | None, error_code: str | None) -> Rule:
     """The rule for an upstream failure: a decisive error code or type first, then the HTTP
     status; a stream's error event without a known type is a server fault."""
     for kind in (error_code, error_type):
         if kind in BY_KIND and (status is None or kind not in _GENERIC):
             return BY_KIND[kind]
-    return SERVER_ERROR if status is None else rule_for_status(status)
+    return SERVER_ERROR if status is None else _rule_for_status(status)
 
 
 def upstream_error(
@@ -124,14 +124,14 @@ def upstream_error(
     """The :class:`UpstreamError` a client sees for an upstream failure of ``model``.
 
     ``status`` is the upstream's HTTP error status, ``None`` for an error event inside a
-    stream (or an error object in a 2xx answer);
-    ``error_type``/``error_code`` the upstream's own words for the failure, when it gave any.
+    stream (or an error object in a 2xx answer); ``error_type``/``error_code`` are the
+    upstream's own words for the failure, when it gave any.
     The model's credential never appears in the message; a retryable failure keeps the
     upstream's Retry-After (``headers``) for the router's back-off and the client.
     """
-    rule = rule_for(status, error_type, error_code)
+    rule = _rule_for(status, error_type, error_code)
     where = "upstream sent an error" if status is None else f"upstream returned {status}"
-    text = rule.withheld or redact(message or "", model) or rule.code.replace("_", " ")
+    text = rule.withheld or _redact(message or "", model) or rule.code.replace("_", " ")
     return UpstreamError(
         rule.status,
         f"model {model.id}: {where}: {text}",
@@ -139,12 +139,12 @@ def upstream_error(
         code=rule.code,
         retryable=rule.retryable,
         deployment_fault=rule.deployment_fault,
-        retry_after=retry_after_seconds(headers) if rule.retryable else None,
+        retry_after=_retry_after_seconds(headers) if rule.retryable else None,
         usage=usage,
     )
 
 
-def redact(message: str, model: ModelConfig) -> str:
+def _redact(message: str, model: ModelConfig) -> str:
     """``message`` without the model's credential in it."""
     cred = model.credential()
     return message.replace(cred, "[redacted]") if cred and message else message
@@ -159,7 +159,7 @@ def error_body(raw: bytes) -> Any:
         return raw[:200].decode("utf-8", "replace").strip()
 
 
-def retry_after_seconds(headers: Any) -> float | None:
+def _retry_after_seconds(headers: Any) -> float | None:
     """Seconds to wait per ``retry-after-ms`` / ``retry-after`` (seconds or an HTTP date)."""
     if headers is None:
         return None
