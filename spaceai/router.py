@@ -3,8 +3,11 @@
 A catalog model may have several deployments (``deployments:`` entries overriding base_url,
 api_key, upstream_model); the least busy one that is not cooling down is tried first. A
 retryable failure (connection error, timeout, 429, 5xx) is retried with exponential backoff
-and jitter, honouring Retry-After, then the model's ``fallbacks`` are tried in order. A stream
-is only retried before its first chunk: once a byte went to the client, a failure is final.
+and jitter, honouring Retry-After, then the model's ``fallbacks`` are tried in order. A
+deployment's own fault (its key refused, its account out of quota, its upstream model unknown)
+is not retried on it: the other deployments are tried at once (within the model's
+``max_retries + 1`` attempts), then the fallbacks. A stream is only retried before its first
+chunk: once a byte went to the client, a failure is final.
 """
 
 from __future__ import annotations
@@ -190,11 +193,15 @@ class Router:
                 except UpstreamError as exc:
                     dep.failed()
                     last = exc
-                    if not exc.retryable:
+                    if exc.retryable:
+                        if attempt < candidate.max_retries:
+                            await self.sleep(backoff_delay(attempt, exc.retry_after))
+                        continue
+                    if not exc.deployment_fault:
                         raise
-                    if attempt < candidate.max_retries:
-                        await self.sleep(backoff_delay(attempt, exc.retry_after))
-                    continue
+                    if len(tried) == len(self._deployments[candidate.id]):
+                        break  # every deployment refused: the fallbacks may serve
+                    continue  # another deployment (its own key, account, upstream model)
                 finally:
                     dep.in_flight -= 1
                 dep.succeeded()

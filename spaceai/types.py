@@ -8,6 +8,7 @@ yields carries ``usage`` (with ``choices: []``), whether or not the client asked
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,7 +232,9 @@ class UpstreamError(GatewayError):
     """A failure talking to a provider.
 
     ``retryable`` says whether another try (same or another deployment) may succeed;
-    ``retry_after`` is the upstream's Retry-After in seconds, when it sent one.
+    ``deployment_fault`` that this deployment will keep failing (its key, account or upstream
+    model name) while another deployment or a fallback model may not. ``retry_after`` is the
+    upstream's Retry-After in seconds, when it sent one; the client hears it too, rounded up.
     """
 
     def __init__(
@@ -243,8 +246,11 @@ class UpstreamError(GatewayError):
         retryable: bool = False,
         retry_after: float | None = None,
         usage: Usage | None = None,
+        deployment_fault: bool = False,
     ) -> None:
-        super().__init__(status, message, type=type, code=code)
+        headers = {"retry-after": str(math.ceil(retry_after))} if retry_after is not None else None
+        super().__init__(status, message, type=type, code=code, headers=headers)
         self.retryable = retryable
+        self.deployment_fault = deployment_fault
         self.retry_after = retry_after
         self.usage = usage or Usage()

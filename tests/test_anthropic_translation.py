@@ -13,7 +13,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from spaceai.catalog import ModelConfig
-from spaceai.providers.anthropic.errors import error_from_body, error_from_event, to_anthropic_error
+from spaceai.providers.anthropic.errors import anthropic_error, to_anthropic_error
 from spaceai.providers.anthropic.provider import AnthropicProvider
 from spaceai.providers.anthropic.request import build_request
 from spaceai.providers.anthropic.response import message_to_openai
@@ -58,7 +58,7 @@ def pieces(raw: bytes, seed: int, max_size: int = 7) -> list[bytes]:
 def decode(
     chunks_of_bytes: list[bytes], model_id: str = "claude-x"
 ) -> tuple[list[dict], AnthropicStreamDecoder]:
-    parser, dec = SSEParser(), AnthropicStreamDecoder(model_id)
+    parser, dec = SSEParser(), AnthropicStreamDecoder(model(id=model_id))
     out: list[dict] = []
     for b in chunks_of_bytes:
         for ev, data in parser.feed(b):
@@ -162,7 +162,7 @@ def test_decoder_usage_so_far_and_error_event():
 
 
 def test_decoder_cache_usage_and_cumulative_output():
-    dec = AnthropicStreamDecoder("m")
+    dec = AnthropicStreamDecoder(model(id="m"))
     dec.feed(
         "message_start",
         orjson.dumps(
@@ -472,19 +472,20 @@ def test_response_text_tools_and_cache_usage():
         (404, "not_found_error", 502, False),
         (413, "request_too_large", 413, False),
         (429, "rate_limit_error", 429, True),
-        (500, "api_error", 500, True),
+        (500, "api_error", 502, True),
         (529, "overloaded_error", 503, True),
-        (502, None, 500, True),
+        (502, None, 502, True),
     ],
 )
 def test_error_mapping(status, etype, expected, retryable):
     body = orjson.dumps(
         {"type": "error", "error": {"type": etype, "message": "boom"}} if etype else {}
     )
-    err = error_from_body(status, body, {"retry-after": "7"}, secret=SECRET)
+    err = anthropic_error(model(), body, status, headers={"retry-after": "7"})
     assert isinstance(err, UpstreamError)
     assert err.status == expected and err.retryable is retryable
     assert err.retry_after == (7.0 if retryable else None)
+    assert err.message.startswith(f"model claude-x: upstream returned {status}: ")
 
 
 def test_error_never_echoes_credential():
@@ -494,15 +495,16 @@ def test_error_never_echoes_credential():
             "error": {"type": "authentication_error", "message": f"invalid x-api-key {SECRET}"},
         }
     )
-    err = error_from_body(401, body, secret=SECRET)
+    err = anthropic_error(model(), body, 401)
     assert SECRET not in err.message and err.code == "upstream_auth_failed"
-    err = error_from_body(
-        400,
+    err = anthropic_error(
+        model(),
         orjson.dumps({"error": {"type": "invalid_request_error", "message": f"bad {SECRET}"}}),
-        secret=SECRET,
+        400,
     )
     assert SECRET not in err.message
-    assert error_from_event({"type": "error", "error": {"type": "overloaded_error"}}).status == 503
+    assert anthropic_error(model(), {"type": "error", "error": {"type": "overloaded_error"}}
+                           ).status == 503
     assert to_anthropic_error(GatewayError(503, "busy"))["error"]["type"] == "overloaded_error"
 
 

@@ -1,72 +1,15 @@
-"""The pooled HTTP client every remote provider shares, with timeouts and error mapping."""
+"""The pooled HTTP client every remote provider shares: deadlines, and connection failures as
+retryable errors (an upstream's own error answers are mapped in :mod:`spaceai.providers.errors`)."""
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import socket
-import time
-from typing import Any
 
 from spaceai.catalog import ModelConfig
 from spaceai.providers.deadline import timed_out
 from spaceai.providers.transport import IDLE_EXPIRY_S, MAX_IDLE_PER_ORIGIN, Response, Transport
 from spaceai.types import UpstreamError
-
-
-def retry_after_seconds(headers: Any) -> float | None:
-    """Seconds to wait per ``retry-after-ms`` / ``retry-after`` (seconds or an HTTP date)."""
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, when.timestamp() - time.time())
-
-
-def redact(message: str, model: ModelConfig) -> str:
-    """``message`` without the model's credential in it (every provider's errors pass here)."""
-    cred = model.credential()
-    if cred and message:
-        return message.replace(cred, "[redacted]")
-    return message
-
-
-def upstream_failure(status: int, message: str, model: ModelConfig,
-                     retry_after: float | None = None) -> UpstreamError:
-    """An upstream HTTP error as the client should see it (never echoing credentials)."""
-    message = redact(message, model)
-    prefix = f"model {model.id}: upstream returned {status}"
-    if status in (401, 403):
-        return UpstreamError(502, f"{prefix}: the gateway's credential for this model was "
-                             "rejected; ask the operator to check it", code="upstream_auth_failed")
-    if status == 429:
-        return UpstreamError(429, f"{prefix}: {message or 'rate limited'}", type="rate_limit_error",
-                             code="upstream_rate_limited", retryable=True, retry_after=retry_after)
-    if status in (408, 409) or status >= 500:
-        out_status = 503 if status in (503, 529) else 502
-        return UpstreamError(out_status, f"{prefix}: {message or 'server error'}",
-                             code="upstream_error", retryable=True, retry_after=retry_after)
-    if status == 404:
-        return UpstreamError(502, f"{prefix}: {message or 'not found'}", code="upstream_not_found")
-    if status == 413:
-        return UpstreamError(413, f"{prefix}: {message or 'request too large'}",
-                             type="invalid_request_error", code="request_too_large")
-    return UpstreamError(400, f"{prefix}: {message or 'bad request'}",
-                         type="invalid_request_error", code="upstream_invalid_request")
 
 
 class HttpClient:

@@ -18,7 +18,8 @@ from spaceai.catalog import ModelConfig
 from spaceai.providers.base import Provider
 from spaceai.providers.deadline import StreamClock, attempt_deadlines
 from spaceai.providers.events import StreamEvent
-from spaceai.providers.http import HttpClient, retry_after_seconds, upstream_failure
+from spaceai.providers.http import HttpClient
+from spaceai.providers.openai_errors import openai_error
 from spaceai.providers.openai_stream import OpenAIStreamDecoder, WireBlock
 from spaceai.providers.sse import SSEParser
 from spaceai.types import ChatRequest, EmbeddingRequest, UpstreamError
@@ -37,16 +38,6 @@ def _body(req: ChatRequest, model: ModelConfig, stream: bool) -> dict[str, Any]:
     return body
 
 
-def _error_from_response(status: int, raw: bytes, headers: Any, model: ModelConfig) -> UpstreamError:
-    message = ""
-    try:
-        err = orjson.loads(raw).get("error") or {}
-        message = err.get("message") or ""
-    except (orjson.JSONDecodeError, AttributeError):
-        message = raw[:200].decode("utf-8", "replace")
-    return upstream_failure(status, message, model, retry_after_seconds(headers))
-
-
 RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -59,8 +50,7 @@ def _responses_event(raw: str, model: ModelConfig) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise UpstreamError(502, f"model {model.id}: unexpected stream event")
     if event.get("type") == "error":
-        raise UpstreamError(502, f"model {model.id}: upstream error mid-stream: "
-                            f"{event.get('message') or 'unknown error'}")
+        raise openai_error(model, event)
     return event
 
 
@@ -88,7 +78,7 @@ class OpenAIProvider(Provider):
         finally:
             resp.release()
         if resp.status >= 400:
-            raise _error_from_response(resp.status, raw, resp.headers, model)
+            raise openai_error(model, raw, resp.status, headers=resp.headers)
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -135,7 +125,7 @@ class OpenAIProvider(Provider):
             if resp.status >= 400:
                 raw = await self.http.read(resp, model, clock.at)
                 clean = True
-                raise _error_from_response(resp.status, raw, resp.headers, model)
+                raise openai_error(model, raw, resp.status, headers=resp.headers)
             parser, finished = SSEParser(), False
             try:
                 while data := await resp.receive(clock.at):
@@ -172,7 +162,7 @@ class OpenAIProvider(Provider):
             if resp.status >= 400:
                 raw = await self.http.read(resp, model, clock.at)
                 clean = True
-                raise _error_from_response(resp.status, raw, resp.headers, model)
+                raise openai_error(model, raw, resp.status, headers=resp.headers)
             decoder = OpenAIStreamDecoder(model)
             receive = resp.receive
             try:

@@ -18,6 +18,7 @@ import orjson
 
 from spaceai.catalog import ModelConfig
 from spaceai.providers.events import Chunk, WireBlock, chunk_has_output
+from spaceai.providers.openai_errors import openai_error
 from spaceai.types import UpstreamError, Usage
 
 __all__ = ["Chunk", "OpenAIStreamDecoder", "WireBlock", "chunk_has_output"]
@@ -110,10 +111,7 @@ class OpenAIStreamDecoder:
             raise self.cut("unexpected stream event")
         chunk = Chunk(chunk)
         if "error" in chunk:
-            err = chunk["error"] or {}
-            message = err.get("message", "unknown error") if isinstance(err, dict) else str(err)
-            raise UpstreamError(502, f"model {self.model.id}: upstream error mid-stream: "
-                                f"{message}", usage=self.usage or Usage())
+            raise openai_error(self.model, chunk, usage=self.usage_so_far())
         upstream = chunk.get("model")
         if self._swap is None and isinstance(upstream, str) and upstream:
             self._swap = (f'"model":"{upstream}"'.encode(), f'"model":"{self.model.id}"'.encode())

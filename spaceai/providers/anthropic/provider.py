@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from spaceai.catalog import ModelConfig
-from spaceai.providers.anthropic.errors import error_from_body, error_from_event
+from spaceai.providers.anthropic.errors import anthropic_error
 from spaceai.providers.anthropic.native import Event, count_tokens_body, upstream_body
 from spaceai.providers.anthropic.request import answer_tool, build_request
 from spaceai.providers.anthropic.response import message_to_openai
@@ -32,6 +32,20 @@ NOT_CONTENT = frozenset(("ping", "message_start"))
 def moves(event: str | None, chunks: list) -> bool:
     """Whether an Anthropic stream event carries content (named events by their name)."""
     return event not in NOT_CONTENT if event else bool(chunks)
+
+
+def _message(raw: bytes, model: ModelConfig) -> dict[str, Any]:
+    """The Messages API message of a 2xx answer; an error object in it is the upstream's
+    error, anything else a malformed answer (retryable: another try may get a good one)."""
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        msg = None
+    if isinstance(msg, dict) and msg.get("type") == "message":
+        return msg
+    if isinstance(msg, dict) and msg.get("type") == "error":
+        raise anthropic_error(model, msg)
+    raise UpstreamError(502, f"model {model.id}: malformed upstream response", retryable=True)
 
 
 class AnthropicProvider(Provider):
@@ -83,7 +97,7 @@ class AnthropicProvider(Provider):
             raw = b""
         finally:
             resp.release()
-        raise error_from_body(resp.status, raw, resp.headers, secret=key)
+        raise anthropic_error(model, raw, resp.status, headers=resp.headers)
 
     async def read_body(self, resp: Response, model: ModelConfig, deadline: float) -> bytes:
         """The whole body of a 2xx answer by loop time ``deadline``; a stall or a cut is an
@@ -102,15 +116,7 @@ class AnthropicProvider(Provider):
         head_by, done_by = attempt_deadlines(model)
         resp = await self._send(model, upstream_body(body, model.upstream_model, False),
                                 head_by, done_by, headers=headers)
-        raw = await self.read_body(resp, model, done_by)
-        try:
-            msg = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(502, "Anthropic: malformed upstream response",
-                                retryable=True) from exc
-        if not isinstance(msg, dict) or msg.get("type") != "message":
-            raise error_from_body(500, msg if isinstance(msg, dict) else None)
-        return msg
+        return _message(await self.read_body(resp, model, done_by), model)
 
     async def messages_stream(self, body: dict[str, Any], model: ModelConfig,
                               headers: dict[str, str] | None = None) -> AsyncIterator[Event]:
@@ -139,7 +145,7 @@ class AnthropicProvider(Provider):
                     try:
                         obj = orjson.loads(payload)
                     except orjson.JSONDecodeError as exc:
-                        raise UpstreamError(502, "Anthropic: malformed stream event",
+                        raise UpstreamError(502, f"model {model.id}: malformed stream event",
                                             usage=usage) from exc
                     if not isinstance(obj, dict):
                         continue
@@ -147,7 +153,7 @@ class AnthropicProvider(Provider):
                     if moves(kind, ()):
                         clock.progress()
                     if kind == "error":
-                        raise error_from_event(obj, usage=usage)
+                        raise anthropic_error(model, obj, usage=usage)
                     if kind == "message_start":
                         started = True
                         usage.add_anthropic((obj.get("message") or {}).get("usage"))
@@ -178,7 +184,7 @@ class AnthropicProvider(Provider):
         except (orjson.JSONDecodeError, AttributeError):
             tokens = None
         if isinstance(tokens, bool) or not isinstance(tokens, int):
-            raise UpstreamError(502, "Anthropic: malformed count_tokens response")
+            raise UpstreamError(502, f"model {model.id}: malformed count_tokens response")
         return tokens
 
     # -- Provider interface ----------------------------------------------------------------
@@ -189,15 +195,7 @@ class AnthropicProvider(Provider):
         body.pop("stream", None)
         head_by, done_by = attempt_deadlines(model)
         resp = await self._send(model, body, head_by, done_by)
-        raw = await self.read_body(resp, model, done_by)
-        try:
-            msg = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(
-                502, "Anthropic: malformed upstream response", retryable=True
-            ) from exc
-        if not isinstance(msg, dict) or msg.get("type") == "error":
-            raise error_from_body(500, msg if isinstance(msg, dict) else None)
+        msg = _message(await self.read_body(resp, model, done_by), model)
         return message_to_openai(msg, model.id, answer=answer_tool(req.params))
 
     async def chat_stream(
@@ -212,7 +210,7 @@ class AnthropicProvider(Provider):
         body["stream"] = True
         clock = StreamClock(model)
         resp = await self._send(model, body, clock.at, clock.at)
-        decoder = AnthropicStreamDecoder(model.id, answer=answer_tool(req.params))
+        decoder = AnthropicStreamDecoder(model, answer=answer_tool(req.params))
         parser = SSEParser()
         clean = False
         try:

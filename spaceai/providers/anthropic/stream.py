@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 
-from spaceai.providers.anthropic.errors import error_from_event
+from spaceai.catalog import ModelConfig
+from spaceai.providers.anthropic.errors import anthropic_error
 from spaceai.providers.anthropic.request import AnswerTool, answer_text
 from spaceai.providers.anthropic.response import finish_reason
 from spaceai.providers.events import Chunk
@@ -23,9 +24,9 @@ class AnthropicStreamDecoder:
     produced so far at any moment, for streams cut short.
     """
 
-    def __init__(self, model_id: str, created: int | None = None,
+    def __init__(self, model: ModelConfig, created: int | None = None,
                  answer: AnswerTool | None = None) -> None:
-        self.model_id = model_id
+        self.model = model
         self.created = created if created is not None else int(time.time())
         self.id = ""
         self.usage = Usage()
@@ -41,7 +42,8 @@ class AnthropicStreamDecoder:
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raise UpstreamError(502, "Anthropic: malformed stream event", usage=self.usage) from exc
+            raise UpstreamError(502, f"model {self.model.id}: malformed stream event",
+                                usage=self.usage) from exc
         if not isinstance(obj, dict):
             return []
         kind = obj.get("type") or event
@@ -55,7 +57,7 @@ class AnthropicStreamDecoder:
             id=self.id,
             object="chat.completion.chunk",
             created=self.created,
-            model=self.model_id,
+            model=self.model.id,
             choices=[{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         )
 
@@ -64,7 +66,7 @@ class AnthropicStreamDecoder:
             id=self.id,
             object="chat.completion.chunk",
             created=self.created,
-            model=self.model_id,
+            model=self.model.id,
             choices=[],
             usage=self.usage.to_openai(),
         )
@@ -122,7 +124,7 @@ class AnthropicStreamDecoder:
         try:
             arguments = orjson.loads("".join(self._answer_json) or "{}")
         except orjson.JSONDecodeError as exc:
-            raise UpstreamError(502, "Anthropic: malformed structured answer",
+            raise UpstreamError(502, f"model {self.model.id}: malformed structured answer",
                                 usage=self.usage) from exc
         return [self._chunk({"content": answer_text(self.answer, arguments)})]
 
@@ -138,4 +140,4 @@ class AnthropicStreamDecoder:
         return [self._usage_chunk()]
 
     def _on_error(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
-        raise error_from_event(obj, usage=self.usage)
+        raise anthropic_error(self.model, obj, usage=self.usage)
