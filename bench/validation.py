@@ -1,95 +1,39 @@
-"""How fast a chat body is validated: msgspec Structs vs pydantic v2 models vs today's rules.
+"""How fast a chat body is validated: msgspec types vs pydantic v2 models vs the rule tables.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/validation.py [--seconds 1]
+    PYTHONPATH=$PWD .venv/bin/python bench/validation.py [--seconds 1] [--baseline 67e30a3]
 
 Validates two decoded ``/v1/chat/completions`` bodies (what the validator gets from the JSON
 decoder): a typical one (a system prompt, a short tool round trip, two tools, sampling
-parameters) and a large one (200 messages with content-part arrays, 32 tools). Each contender
-checks the same shape: top-level ranges and enums, messages with their roles and content
-parts, tool calls and tools. Prints microseconds per body and the ratio against today's code
-(``spaceai.api.validation.parse_chat``), all measured in the same run.
+parameters) and a large one (200 messages with content-part arrays, 32 tools). Contenders,
+all measured in the same run, ratios against the first:
+
+* the validator before the types (``parse_chat`` of ``--baseline``, its rule tables, read
+  from git);
+* the gateway's validator (``spaceai.api.validation.parse_chat``): msgspec converts the body
+  to ``spaceai.api.schemas.ChatCompletionRequest``, then the rules a type cannot say;
+* that conversion alone (``msgspec.convert``);
+* pydantic v2 models of the same shape (``model_validate``), defined below.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
+import types
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
 import pydantic
 
+from spaceai.api.schemas import TOOL_NAME, ChatCompletionRequest
 from spaceai.api.validation import parse_chat
+from spaceai.fields import INT32_MAX, INT64_MAX, INT64_MIN
 
-INT32_MAX = 2**31 - 1
-INT64 = (-(2**63), 2**63 - 1)
-TOOL_NAME = "^[a-zA-Z0-9_-]{1,64}$"
-
-# -- msgspec -------------------------------------------------------------------------------
-
-
-class MText(msgspec.Struct, tag="text"):
-    text: str
-
-
-class MImageUrl(msgspec.Struct):
-    url: str
-    detail: str | None = None
-
-
-class MImage(msgspec.Struct, tag="image_url"):
-    image_url: MImageUrl
-
-
-class MFunctionCall(msgspec.Struct):
-    name: str
-    arguments: str
-
-
-class MToolCall(msgspec.Struct):
-    id: str
-    function: MFunctionCall
-    type: Literal["function"] = "function"
-
-
-class MMessage(msgspec.Struct):
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[MText | MImage] | None = None
-    name: str | None = None
-    tool_call_id: str | None = None
-    tool_calls: list[MToolCall] | None = None
-
-
-class MFunction(msgspec.Struct):
-    name: Annotated[str, msgspec.Meta(pattern=TOOL_NAME)]
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-
-
-class MTool(msgspec.Struct):
-    type: Literal["function"]
-    function: MFunction
-
-
-class MChat(msgspec.Struct):
-    model: Annotated[str, msgspec.Meta(min_length=1)]
-    messages: Annotated[list[MMessage], msgspec.Meta(min_length=1)]
-    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
-    top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
-    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)] | None = None
-    seed: Annotated[int, msgspec.Meta(ge=INT64[0], le=INT64[1])] | None = None
-    n: Annotated[int, msgspec.Meta(ge=1, le=128)] | None = None
-    stream: bool | None = None
-    stop: str | Annotated[list[str], msgspec.Meta(max_length=4)] | None = None
-    tools: Annotated[list[MTool], msgspec.Meta(max_length=128)] | None = None
-    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
-    user: str | None = None
-
-
-def msgspec_convert(body: dict[str, Any]) -> Any:
-    return msgspec.convert(body, MChat)
-
+BASELINE = "67e30a3"  # the last commit validating with rule tables (spaceai/fields.py)
+INT64 = (INT64_MIN, INT64_MAX)
 
 # -- pydantic v2 ---------------------------------------------------------------------------
 
@@ -218,26 +162,42 @@ def per_call_us(fn: Callable[[dict[str, Any]], Any], body: dict[str, Any],
     return best * 1e6
 
 
-CONTENDERS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "today (spaceai.api.validation)": parse_chat,
-    "msgspec Structs (convert)": msgspec_convert,
-    "pydantic v2 models (model_validate)": pydantic_validate,
-}
+def baseline_parse_chat(rev: str) -> Callable[[dict[str, Any]], Any]:
+    """``parse_chat`` as it was at ``rev``, with the ``spaceai.fields`` of that commit."""
+    def source(path: str) -> str:
+        return subprocess.run(["git", "show", f"{rev}:{path}"], check=True, text=True,
+                              capture_output=True).stdout
+
+    fields = types.ModuleType("baseline_fields")
+    sys.modules[fields.__name__] = fields  # its dataclasses look their module up
+    exec(compile(source("spaceai/fields.py"), "baseline/fields.py", "exec"), fields.__dict__)
+    validation = types.ModuleType("baseline_validation")
+    code = source("spaceai/api/validation.py").replace("from spaceai.fields import",
+                                                       "from baseline_fields import")
+    exec(compile(code, "baseline/validation.py", "exec"), validation.__dict__)
+    return validation.parse_chat
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=1.0, help="time spent per measure")
+    ap.add_argument("--baseline", default=BASELINE, help="the commit to compare with")
     args = ap.parse_args()
+    contenders: dict[str, Callable[[dict[str, Any]], Any]] = {
+        f"rule tables ({args.baseline})": baseline_parse_chat(args.baseline),
+        "msgspec types + rules (parse_chat)": parse_chat,
+        "msgspec.convert alone": lambda body: msgspec.convert(body, ChatCompletionRequest),
+        "pydantic v2 models (model_validate)": pydantic_validate,
+    }
     print(f"msgspec {msgspec.__version__}, pydantic {pydantic.VERSION}")
     for label, body in (("typical", typical()), ("large", large())):
-        for fn in CONTENDERS.values():
-            fn(body)  # every contender accepts the body
-        base = per_call_us(parse_chat, body, args.seconds)
         print(f"\n{label} body ({len(body['messages'])} messages, {len(body['tools'])} tools)")
-        for name, fn in CONTENDERS.items():
-            us = base if fn is parse_chat else per_call_us(fn, body, args.seconds)
-            print(f"  {name:40s} {us:9.1f} us  {us / base:5.2f}x today")
+        base = None
+        for name, fn in contenders.items():
+            fn(body)  # every contender accepts the body
+            us = per_call_us(fn, body, args.seconds)
+            base = base or us
+            print(f"  {name:40s} {us:9.1f} us  {us / base:5.2f}x")
 
 
 if __name__ == "__main__":

@@ -60,8 +60,9 @@ def convert(value: Any, type_: type[T], *, query: bool = False) -> T:
 
     An integral float (``5.0``) is taken where an integer is declared: clients that write
     every number as a float (JavaScript's, some SDKs') send them, and OpenAI takes them.
-    msgspec refuses those in strict mode, so on that refusal the value is replaced by its
-    integer and the body converted again (a rare path; a normal body is converted once).
+    msgspec refuses those in strict mode, so on that refusal the float is replaced by its
+    integer in ``value`` itself, and ``value`` converted again (a rare path; a normal body is
+    converted once). So a body that passes holds the values it is forwarded with.
     """
     while True:
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from msgspec import Struct
 from msgspec.structs import fields
 
 from spaceai.api.schemas import ChatCompletionRequest, CompletionRequest, field_names
@@ -29,28 +28,18 @@ def bad(message: str, param: str | None, code: str = "invalid_value") -> Invalid
     return InvalidField(message, param, code)
 
 
-def _params(typed: Struct, body: dict[str, Any],
-            known: frozenset[str]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """The parameters the client sent (null ones are absent) and the names of those the type
-    does not declare, kept as they came. A declared scalar is taken as converted (``5.0`` is
-    ``5``); an object or array as sent, with the fields its type does not list."""
-    params: dict[str, Any] = {}
-    unknown: list[str] = []
-    for name, raw in body.items():
-        if raw is None or name in _NOT_PARAMS:
-            continue
-        if name in known:
-            value = getattr(typed, name)
-            params[name] = raw if isinstance(value, dict | list | Struct) else value
-        else:
-            params[name] = raw
-            unknown.append(name)
+def _params(body: dict[str, Any], known: frozenset[str]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The parameters the client sent (null ones are absent; ``stop`` always a list), as
+    :func:`convert` left them, and the names of those the type does not declare."""
+    params = {name: value for name, value in body.items()
+              if value is not None and name not in _NOT_PARAMS}
+    unknown = tuple(name for name in params if name not in known)
     stop = params.get("stop")
     if isinstance(stop, str):
         params["stop"] = [stop]
     elif stop == []:
         del params["stop"]
-    return params, tuple(unknown)
+    return params, unknown
 
 
 def _include_usage(typed: ChatCompletionRequest | CompletionRequest) -> bool:
@@ -101,7 +90,7 @@ def parse_chat(body: Any) -> ChatRequest:
     messages = body["messages"]
     _check_messages(messages)
     _check_tool_choice(typed)
-    params, unknown = _params(typed, body, _CHAT_FIELDS)
+    params, unknown = _params(body, _CHAT_FIELDS)
     return ChatRequest(model=typed.model, messages=messages, params=params,
                        stream=bool(typed.stream), include_usage=_include_usage(typed),
                        unknown=unknown)
@@ -113,7 +102,7 @@ def parse_completion(body: Any) -> ChatRequest:
     Unknown parameters are kept, as for chat: each model forwards, drops or refuses them.
     """
     typed = convert(body, CompletionRequest)
-    params, unknown = _params(typed, body, _COMPLETION_FIELDS)
+    params, unknown = _params(body, _COMPLETION_FIELDS)
     params.setdefault("max_tokens", _COMPLETION_MAX_TOKENS)  # OpenAI's default here
     prompt = typed.prompt if isinstance(typed.prompt, str) else typed.prompt[0]
     return ChatRequest(model=typed.model, messages=[], params=params, stream=bool(typed.stream),
