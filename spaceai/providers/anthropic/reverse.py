@@ -185,7 +185,8 @@ def _convert_tools(tools: list[AnthropicTool], loaded: set[str]) -> list[dict[st
     return out
 
 
-def _convert_tool_choice(choice: Any, params: dict[str, Any]) -> None:
+def _convert_tool_choice(choice: ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone,
+                         params: dict[str, Any]) -> None:
     if isinstance(choice, ToolChoiceTool):
         params["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
     else:
