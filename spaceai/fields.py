@@ -1,25 +1,37 @@
-"""Field rules declared as data, shared by every surface: the public APIs, the admin API, the CLI.
+"""Request bodies checked against their declared types, and refused in OpenAI's words.
 
-A rule checks one value and returns it normalised (an integral ``5.0`` becomes ``5``), or
-raises :class:`InvalidField`: a 400 in OpenAI's error shape naming the field, which is also a
-``ValueError`` so the CLI reports it as a usage error. Ranges keep every number inside what
-the database columns, the upstream encoders (64-bit integers) and the budget arithmetic hold.
+The types (``spaceai.api.schemas``) are the one declaration of what a body may hold; msgspec
+checks a decoded body against them in one pass. What msgspec reports on a refusal is a short
+English sentence and a path; :func:`convert` turns it into the 400 OpenAI would answer: a
+message naming the field, its ``param`` (``messages[0].role``) and ``code``
+(``integer_above_max_value``...), read off the declared constraint and the value sent. That
+is also a ``ValueError``, so the CLI reports it as a usage error.
+
+Ranges keep every number inside what the database columns, the upstream encoders (64-bit
+integers) and the budget arithmetic hold.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+import msgspec
+from msgspec import inspect as mi
 
 from spaceai.types import GatewayError
 
 INT32_MAX = 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_BUDGET_USD = 1e9  # nano-dollars stay well inside a 64-bit integer column
+# printable text: what a database column and a log line can hold
+TEXT_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
 _INTEGER = re.compile(r"[+-]?[0-9]{1,40}")
-_CONTROL = re.compile("[\\x00-\\x1f\\x7f-\\x9f]")
+_MSGSPEC_ERROR = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>.*)`)?$", re.S)
+_FIELD = re.compile(r"field `(?P<name>[^`]*)`")
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+T = TypeVar("T")
 
 
 class InvalidField(GatewayError, ValueError):
@@ -42,133 +54,155 @@ def wrong_type(name: str, expected: str, value: Any) -> InvalidField:
                         f"{type_name(value)}.", name, "invalid_type")
 
 
-@dataclass(frozen=True, slots=True)
-class Int:
-    """An integer in [lo, hi]; an integral float (``5.0``) is taken as that integer."""
+def convert(value: Any, type_: type[T], *, query: bool = False) -> T:
+    """``value`` (a decoded JSON body, or a query string's ``dict`` with ``query``) as
+    ``type_``, or the :class:`InvalidField` OpenAI would answer for its first bad field.
 
-    lo: int | None = None
-    hi: int | None = None
-
-    def check(self, name: str, v: Any) -> int:
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise wrong_type(name, "an integer", v)
-        if self.lo is not None and v < self.lo:
-            raise InvalidField(f"Invalid '{name}': integer below minimum value. Expected a value "
-                               f">= {self.lo}, but got {v} instead.", name,
-                               "integer_below_min_value")
-        if self.hi is not None and v > self.hi:
-            raise InvalidField(f"Invalid '{name}': integer above maximum value. Expected a value "
-                               f"<= {self.hi}, but got {v} instead.", name,
-                               "integer_above_max_value")
-        return v
-
-    def schema(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "integer"}
-        if self.lo is not None:
-            out["minimum"] = self.lo
-        if self.hi is not None:
-            out["maximum"] = self.hi
-        return out
+    An integral float (``5.0``) is taken where an integer is declared: clients that write
+    every number as a float (JavaScript's, some SDKs') send them, and OpenAI takes them.
+    msgspec refuses those in strict mode, so on that refusal the float is replaced by its
+    integer in ``value`` itself, and ``value`` converted again (a rare path; a normal body is
+    converted once). So a body that passes holds the values it is forwarded with.
+    """
+    while True:
+        try:
+            return msgspec.convert(value, type_, strict=not query)
+        except msgspec.ValidationError as exc:
+            error = exc
+        found = _refusal(str(error), value, type_, query)
+        if isinstance(found, InvalidField):
+            raise found from None
+        parent, key, number = found
+        parent[key] = number
 
 
-@dataclass(frozen=True, slots=True)
-class Num:
-    """A finite number in [lo, hi] (NaN and infinities are refused, whatever the bounds)."""
-
-    lo: float
-    hi: float
-
-    def check(self, name: str, v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise wrong_type(name, "a number", v)
-        if not (math.isfinite(v) and self.lo <= v <= self.hi):
-            raise InvalidField(f"Invalid value for '{name}': {v} is not between {self.lo:g} and "
-                               f"{self.hi:g}.", name)
-        return v
-
-    def schema(self) -> dict[str, Any]:
-        return {"type": "number", "minimum": self.lo, "maximum": self.hi}
-
-
-@dataclass(frozen=True, slots=True)
-class Bool:
-    def check(self, name: str, v: Any) -> bool:
-        if not isinstance(v, bool):
-            raise wrong_type(name, "a boolean", v)
-        return v
-
-    def schema(self) -> dict[str, Any]:
-        return {"type": "boolean"}
-
-
-@dataclass(frozen=True, slots=True)
-class Str:
-    """A string of at most ``max_len`` characters; ``text`` refuses control characters (NUL...),
-    which some databases cannot store."""
-
-    max_len: int | None = None
-    text: bool = False
-    choices: tuple[str, ...] | None = None
-
-    def check(self, name: str, v: Any) -> str:
-        if not isinstance(v, str):
-            raise wrong_type(name, "a string", v)
-        if self.choices is not None and v not in self.choices:
-            raise InvalidField(f"Invalid value for '{name}': {v[:100]!r}. Supported values are: "
-                               f"{', '.join(repr(c) for c in self.choices)}.", name)
-        if self.max_len is not None and len(v) > self.max_len:
-            raise InvalidField(f"Invalid '{name}': string too long. Expected a string with "
-                               f"maximum length {self.max_len}, but got a string with length "
-                               f"{len(v)} instead.", name, "string_above_max_length")
-        if self.text and _CONTROL.search(v):
-            raise InvalidField(f"Invalid '{name}': control characters are not allowed.", name)
-        return v
-
-    def schema(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "string"}
-        if self.choices is not None:
-            out["enum"] = list(self.choices)
-        if self.max_len is not None:
-            out["maxLength"] = self.max_len
-        if self.text:
-            out["pattern"] = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
-        return out
+def _refusal(text: str, body: Any, type_: Any,
+             query: bool) -> InvalidField | tuple[Any, Any, int]:
+    """The OpenAI error for msgspec's refusal ``text`` of ``body``; or, for an integral float
+    where an integer is declared, where it is and its integer (to convert again)."""
+    m = _MSGSPEC_ERROR.match(text)
+    what, path = m["what"], m["path"] or ""
+    steps: list[str | int] = [name or int(index)
+                              for name, index in _STEP.findall(path)]
+    field = _FIELD.search(what)
+    if field and what.startswith(("Object missing", "Object contains unknown")):
+        param = _param([*steps, field["name"]])
+        if what.startswith("Object missing"):
+            return InvalidField(f"Missing required parameter: '{param}'.", param,
+                                "missing_required_parameter")
+        return InvalidField(f"Unrecognized request argument supplied: {param}", param,
+                            "unknown_parameter")
+    param = _param(steps) or None
+    if param is None:
+        return InvalidField("The request body must be a JSON object.", None, "invalid_type")
+    parent, value = None, body
+    for step in steps:
+        parent, value = value, value[step]
+    kinds = _kinds(_info_at(mi.type_info(type_), steps, body))
+    if query and isinstance(value, str) and _INTEGER.fullmatch(value.strip()) and \
+            any(isinstance(k, mi.IntType) for k in kinds):
+        value = int(value)
+    if type(value) is float and value.is_integer() and parent is not None and any(
+            isinstance(k, mi.IntType) and _within(k, int(value)) for k in kinds):
+        return parent, steps[-1], int(value)
+    return _describe(param, value, kinds, what)
 
 
-@dataclass(frozen=True, slots=True)
-class OneOf:
-    """A value of any of the given JSON types, unchecked inside (passed through as it is)."""
-
-    types: tuple[type, ...]
-    expected: str
-
-    def check(self, name: str, v: Any) -> Any:
-        if isinstance(v, bool) and bool not in self.types or not isinstance(v, self.types):
-            raise wrong_type(name, self.expected, v)
-        return v
-
-    def schema(self) -> dict[str, Any]:
-        return {"type": [type_name(t()) for t in self.types]}
+def _param(steps: list[str | int]) -> str:
+    """A path as OpenAI names a parameter: ``messages[0].content``."""
+    out = ""
+    for step in steps:
+        out += f"[{step}]" if isinstance(step, int) else f".{step}" if out else step
+    return out
 
 
-Rule = Int | Num | Bool | Str | OneOf
+def _kinds(info: Any) -> list[Any]:
+    """The alternatives a declared type allows, without ``null`` and metadata wrappers."""
+    while isinstance(info, mi.Metadata):
+        info = info.type
+    if isinstance(info, mi.UnionType):
+        return [k for t in info.types for k in _kinds(t)]
+    return [] if isinstance(info, mi.NoneType) else [info]
 
 
-def read(body: Mapping[str, Any], rules: Mapping[str, Rule]) -> dict[str, Any]:
-    """Every field of ``rules`` present (and not null) in ``body``, checked and normalised."""
-    return {name: rule.check(name, body[name]) for name, rule in rules.items()
-            if body.get(name) is not None}
+def _info_at(info: Any, steps: list[str | int], body: Any) -> Any:
+    """The declared type at ``steps`` inside ``body``; a tag field's type is the union's tags."""
+    value = body
+    for step in steps:
+        kinds = _kinds(info)
+        if isinstance(step, int):
+            info = next((k.item_type for k in kinds if isinstance(k, mi.ListType)), mi.AnyType())
+        else:
+            structs = [k for k in kinds if isinstance(k, mi.StructType)]
+            tag = structs[0].tag_field if structs else None
+            if step == tag:
+                info = mi.LiteralType(tuple(s.tag for s in structs))
+            else:
+                if tag is not None and isinstance(value, dict):
+                    structs = [s for s in structs if s.tag == value.get(tag)] or structs
+                info = next((f.type for s in structs for f in s.fields
+                             if f.encode_name == step),
+                            next((k.value_type for k in kinds if isinstance(k, mi.DictType)),
+                                 mi.AnyType()))
+        value = value[step]
+    return info
 
 
-def query_int(query: Mapping[str, str], name: str, rule: Int, default: int) -> int:
-    """An integer query-string parameter under ``rule``; ``default`` when absent."""
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return default
-    text = raw.strip()
-    if not _INTEGER.fullmatch(text):
-        raise InvalidField(f"Invalid type for '{name}': expected an integer, but got "
-                           f"{raw[:40]!r}.", name, "invalid_type")
-    return rule.check(name, int(text))
+def _within(kind: mi.IntType, value: int) -> bool:
+    return (kind.ge is None or value >= kind.ge) and (kind.le is None or value <= kind.le)
+
+
+_EXPECTED = {mi.IntType: "an integer", mi.FloatType: "a number", mi.BoolType: "a boolean",
+             mi.StrType: "a string", mi.LiteralType: "a string", mi.ListType: "an array",
+             mi.DictType: "an object", mi.StructType: "an object"}
+_ACCEPTS: dict[type, tuple[type, ...]] = {
+    mi.IntType: (int,), mi.FloatType: (int, float), mi.BoolType: (bool,), mi.StrType: (str,),
+    mi.LiteralType: (str,), mi.ListType: (list,), mi.DictType: (dict,), mi.StructType: (dict,)}
+
+
+def _describe(param: str, value: Any, kinds: list[Any], what: str) -> InvalidField:
+    """OpenAI's message for ``value`` refused at ``param`` by the alternatives ``kinds``."""
+    name = param
+    if type(value) is float and value.is_integer() and any(
+            isinstance(k, mi.IntType) for k in kinds):
+        value = int(value)  # past the declared range: said as the integer it is
+    kind = next((k for k in kinds if isinstance(value, _ACCEPTS.get(type(k), ()))
+                 and not (type(value) is bool and not isinstance(k, mi.BoolType))), None)
+    if kind is None:
+        expected = " or ".join(dict.fromkeys(_EXPECTED.get(type(k), "a value") for k in kinds))
+        return wrong_type(name, expected or "a value", value)
+    if isinstance(kind, mi.IntType):
+        if kind.ge is not None and value < kind.ge:
+            return InvalidField(f"Invalid '{name}': integer below minimum value. Expected a "
+                                f"value >= {kind.ge}, but got {value} instead.", param,
+                                "integer_below_min_value")
+        return InvalidField(f"Invalid '{name}': integer above maximum value. Expected a value "
+                            f"<= {kind.le}, but got {value} instead.", param,
+                            "integer_above_max_value")
+    if isinstance(kind, mi.FloatType):
+        return InvalidField(f"Invalid value for '{name}': {value} is not between {kind.ge:g} "
+                            f"and {kind.le:g}.", param)
+    if isinstance(kind, mi.LiteralType):
+        return InvalidField(f"Invalid value for '{name}': {str(value)[:100]!r}. Supported values "
+                            f"are: {', '.join(repr(v) for v in kind.values)}.", param)
+    if isinstance(kind, mi.StrType | mi.ListType):
+        noun = "string" if isinstance(kind, mi.StrType) else "array"
+        a_noun = f"a {noun}" if noun == "string" else f"an {noun}"
+        if kind.min_length is not None and len(value) < kind.min_length:
+            if not value:
+                return InvalidField(f"Invalid '{name}': empty {noun}. Expected {a_noun} with "
+                                    f"minimum length {kind.min_length}, but got an empty {noun} "
+                                    "instead.", param, f"empty_{noun}")
+            return InvalidField(f"Invalid '{name}': {noun} too short. Expected {a_noun} with "
+                                f"minimum length {kind.min_length}, but got {a_noun} with length "
+                                f"{len(value)} instead.", param, f"{noun}_below_min_length")
+        if kind.max_length is not None and len(value) > kind.max_length:
+            return InvalidField(f"Invalid '{name}': {noun} too long. Expected {a_noun} with "
+                                f"maximum length {kind.max_length}, but got {a_noun} with length "
+                                f"{len(value)} instead.", param, f"{noun}_above_max_length")
+        if isinstance(kind, mi.StrType) and kind.pattern == TEXT_PATTERN:
+            return InvalidField(f"Invalid '{name}': control characters are not allowed.", param)
+        if isinstance(kind, mi.StrType) and kind.pattern:
+            return InvalidField(f"Invalid '{name}': string does not match pattern. Expected a "
+                                f"string that matches the pattern '{kind.pattern}'.", param)
+    return InvalidField(f"Invalid value for '{name}': {what}.", param)

@@ -11,23 +11,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from spaceai.fields import INT32_MAX, Int, InvalidField, Num, OneOf, Rule, Str, read
+from spaceai.fields import InvalidField, convert
 from spaceai.storage.tables import NANOS_PER_USD, api_keys
 
 KEY_PREFIX = "sk-space-"
 _SHOWN_PREFIX_LEN = len(KEY_PREFIX) + 6
-MAX_BUDGET_USD = 1e9  # nano-dollars stay well inside a 64-bit integer column
-
-# what a key may be created with, for the admin API and the CLI alike
-KEY_FIELDS: dict[str, Rule] = {
-    "name": Str(max_len=200, text=True),
-    "budget": Num(0, MAX_BUDGET_USD),
-    "budget_period": Str(choices=("monthly",)),
-    "rpm": Int(1, INT32_MAX),
-    "tpm": Int(1, INT32_MAX),
-}
-MODELS = OneOf((list,), "an array of model ids")
-MODEL_ID = Str(max_len=200, text=True)
 
 
 def hash_key(secret: str) -> str:
@@ -192,14 +180,12 @@ class KeyStore:
         log_bodies: bool | None = None,
     ) -> tuple[str, KeyRecord]:
         """Create a key; returns (secret, record). The secret is not stored anywhere."""
-        fields = read({"name": name, "budget": budget, "rpm": rpm, "tpm": tpm,
-                       "budget_period": budget_period}, KEY_FIELDS)
-        name, budget = fields.get("name"), fields.get("budget")
-        rpm, tpm = fields.get("rpm"), fields.get("tpm")
-        if models is not None:
-            models = MODELS.check("models", models)
-            for i, m in enumerate(models):
-                MODEL_ID.check(f"models[{i}]", m)
+        from spaceai.api.schemas import KeyCreate  # the API's body type: the same rules
+
+        fields = convert({"name": name, "budget": budget, "rpm": rpm, "tpm": tpm,
+                          "budget_period": budget_period, "models": models}, KeyCreate)
+        name, budget, rpm, tpm = fields.name, fields.budget, fields.rpm, fields.tpm
+        models = fields.models
         secret = new_secret()
         ts = now()
         row = {

@@ -598,12 +598,12 @@ def test_reverse_request():
         ),
         (
             {"model": "m", "max_tokens": 10, "messages": [{"role": "tool", "content": "x"}]},
-            "messages",
+            "messages[0].role",
         ),
         (
             {"model": "m", "max_tokens": 10, "thinking": {"type": "sometimes"},
              "messages": [{"role": "user", "content": "x"}]},
-            "thinking",
+            "thinking.type",
         ),
         (
             {"model": "m", "max_tokens": 10, "thinking": {"type": "enabled", "budget_tokens": 10},
@@ -618,7 +618,7 @@ def test_reverse_request():
         (
             {"model": "m", "max_tokens": 10, "output_config": {"format": {"type": "xml"}},
              "messages": [{"role": "user", "content": "x"}]},
-            "output_config.format",
+            "output_config.format.type",
         ),
         (
             {
@@ -645,7 +645,7 @@ def test_reverse_request():
                 "tool_choice": {"type": "bogus"},
                 "messages": [{"role": "user", "content": "x"}],
             },
-            "tool_choice",
+            "tool_choice.type",
         ),
     ],
 )

@@ -130,9 +130,12 @@ def _fields(path: str) -> list[str]:
     ref = SPEC["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
     body = SPEC["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]
     fields = list(body["properties"])
-    message = body["properties"].get("messages", {}).get("items")
-    if message:
-        fields += ["messages[0]"] + [f"messages[0].{name}" for name in message["properties"]]
+    items = body["properties"].get("messages", {}).get("items")
+    if items:  # one message type, or one per role
+        variants = [SPEC["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]
+                    for ref in items.get("anyOf", [items])]
+        names = dict.fromkeys(name for v in variants for name in v["properties"])
+        fields += ["messages[0]"] + [f"messages[0].{name}" for name in names]
     return fields
 
 

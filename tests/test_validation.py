@@ -231,7 +231,7 @@ def test_tool_call_arguments_must_be_a_string(gw):
                     {"id": "c1", "type": "function", "function": {"name": "f", "arguments": 5}}]},
                 {"role": "tool", "tool_call_id": "c1", "content": "ok"}]
     r = post(gw, "/v1/chat/completions", {**NORMAL, "messages": messages}, key)
-    assert_openai_400(r, "messages[1].tool_calls[0]")
+    assert_openai_400(r, "messages[1].tool_calls[0].function.arguments")
 
 
 # -- admin ------------------------------------------------------------------------------------
@@ -241,7 +241,7 @@ BAD_KEY_FIELDS = [
     ({"budget": "5"}, "budget"), ({"rpm": 2**31}, "rpm"), ({"rpm": -1}, "rpm"),
     ({"rpm": 0}, "rpm"), ({"rpm": 1.5}, "rpm"), ({"tpm": 2**40}, "tpm"), ({"tpm": 1e20}, "tpm"),
     ({"name": "a\x00b"}, "name"), ({"name": "x" * 201}, "name"), ({"name": 5}, "name"),
-    ({"models": "gpt-4o"}, "models"), ({"models": [1]}, "models"), ({"models": ["nope"]}, "models"),
+    ({"models": "gpt-4o"}, "models"), ({"models": [1]}, "models[0]"), ({"models": ["nope"]}, "models"),
     ({"models": {"a": 1}}, "models"), ({"expires": "99999999999d"}, "expires"),
     ({"expires": "9999-12-31T23:59:59-05:00"}, "expires"), ({"expires": "soon"}, "expires"),
     ({"expires": "2026-01-01\x00"}, "expires"), ({"expires": 5}, "expires"),

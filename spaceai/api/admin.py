@@ -8,10 +8,11 @@ import re
 from datetime import datetime
 
 from spaceai.api.http import Request, Response, json_response
+from spaceai.api.schemas import KeyCreate, UsageQuery
 from spaceai.auth import request_token
-from spaceai.fields import INT32_MAX, INT64_MAX, Bool, Int, InvalidField, Rule, Str, query_int, read
+from spaceai.fields import InvalidField, convert
 from spaceai.gateway import Gateway
-from spaceai.keys import KEY_FIELDS, MODELS, parse_expiry
+from spaceai.keys import parse_expiry
 from spaceai.metering.usage import query_usage
 from spaceai.types import GatewayError
 
@@ -28,21 +29,12 @@ def _require_admin(gw: Gateway, request: Request) -> None:
         raise GatewayError(401, "Incorrect admin key.", code="invalid_api_key")
 
 
-# the create body beyond keys.KEY_FIELDS (checked again by KeyStore.create, for the CLI)
-CREATE_FIELDS: dict[str, Rule] = {
-    **KEY_FIELDS,
-    "models": MODELS,
-    "expires": Str(max_len=100),
-    "expires_at": Str(max_len=100),
-    "log_bodies": Bool(),
-}
-USAGE_FILTERS: dict[str, Rule] = {
-    "key": Str(max_len=200, text=True),
-    "model": Str(max_len=200, text=True),
-    "since": Str(max_len=100),
-    "until": Str(max_len=100),
-}
-LIMIT, OFFSET = Int(1, INT32_MAX), Int(0, INT64_MAX)
+def unknown_models(gw: Gateway, models: list[str] | None) -> None:
+    """A 400 naming ``models`` unless each is a model of the catalog."""
+    unknown = [m for m in models or () if gw.catalog.get(m) is None]
+    if unknown:
+        raise GatewayError(400, f"Unknown models: {', '.join(unknown)[:500]}", param="models",
+                           code="invalid_value")
 
 
 async def create_key(gw: Gateway, request: Request) -> Response:
@@ -52,18 +44,13 @@ async def create_key(gw: Gateway, request: Request) -> Response:
         body = {}
     if not isinstance(body, dict):
         raise GatewayError(400, "The request body must be a JSON object.", code="invalid_type")
-    fields = read(body, CREATE_FIELDS)
-    models = fields.get("models")
-    if models is not None:
-        unknown = [m for m in models if not isinstance(m, str) or gw.catalog.get(m) is None]
-        if unknown:
-            raise GatewayError(400, f"Unknown models: {', '.join(map(str, unknown))[:500]}",
-                               param="models", code="invalid_value")
-    expires = parse_expiry(fields.get("expires") or fields.get("expires_at"))
+    fields = convert(body, KeyCreate)
+    unknown_models(gw, fields.models)
+    expires = parse_expiry(fields.expires or fields.expires_at)
     secret, record = await asyncio.to_thread(
-        gw.keys.create, name=fields.get("name"), models=models, budget=fields.get("budget"),
-        rpm=fields.get("rpm"), tpm=fields.get("tpm"), expires_at=expires,
-        budget_period=fields.get("budget_period"), log_bodies=fields.get("log_bodies"))
+        gw.keys.create, name=fields.name, models=fields.models, budget=fields.budget,
+        rpm=fields.rpm, tpm=fields.tpm, expires_at=expires, budget_period=fields.budget_period,
+        log_bodies=fields.log_bodies)
     gw.key_cache.update(record)
     return json_response(201, {**record.to_public(), "key": secret})
 
@@ -90,16 +77,13 @@ async def revoke_key(gw: Gateway, request: Request) -> Response:
 
 async def usage_report(gw: Gateway, request: Request) -> Response:
     _require_admin(gw, request)
-    q = request.query
-    filters = read(q, USAGE_FILTERS)
-    for name in ("since", "until"):
-        check_time(name, filters.get(name))
-    limit = query_int(q, "limit", LIMIT, 100)
-    offset = query_int(q, "offset", OFFSET, 0)
+    q = convert({k: v for k, v in request.query.items() if v != ""}, UsageQuery, query=True)
+    check_time("since", q.since)
+    check_time("until", q.until)
     await asyncio.to_thread(gw.ledger.flush, 5.0)
     report = await asyncio.to_thread(
-        query_usage, gw.engine, key_id=filters.get("key"), model=filters.get("model"),
-        since=filters.get("since"), until=filters.get("until"), limit=limit, offset=offset)
+        query_usage, gw.engine, key_id=q.key, model=q.model, since=q.since, until=q.until,
+        limit=q.limit, offset=q.offset)
     return json_response(200, report)
 
 

@@ -12,8 +12,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from spaceai.api.admin import _require_admin
+from msgspec import UNSET
+
+from spaceai.api.admin import _require_admin, unknown_models
 from spaceai.api.http import Request, Response, json_response
+from spaceai.api.schemas import KeyUpdate
+from spaceai.fields import convert
 from spaceai.gateway import Gateway
 from spaceai.keys import parse_expiry
 from spaceai.metering import overview as views
@@ -135,56 +139,22 @@ async def request_bodies(gw: Gateway, request: Request) -> Response:
     return json_response(200, found)
 
 
-def _field(body: dict, name: str, kinds: tuple[type, ...]) -> Any:
-    value = body[name]
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        raise GatewayError(400, f"Invalid type for '{name}'.", param=name, code="invalid_type")
-    return value
-
-
 async def update_key(gw: Gateway, request: Request) -> Response:
     """PATCH /admin/keys/{id}: change the fields given; null removes a limit."""
     _require_admin(gw, request)
-    body = await request.json(gw.settings.max_body_bytes)
-    if not isinstance(body, dict):
-        raise GatewayError(400, "The request body must be a JSON object.")
-    changes: dict[str, Any] = {}
-    if "name" in body:
-        changes["name"] = _field(body, "name", (str,))
-    if "models" in body:
-        models = _field(body, "models", (list,))
-        if models is not None:
-            unknown = [m for m in models if not isinstance(m, str) or gw.catalog.get(m) is None]
-            if unknown:
-                raise GatewayError(400, f"Unknown models: {', '.join(map(str, unknown))}",
-                                   param="models")
-        changes["models"] = models
-    if "budget" in body:
-        changes["budget"] = _field(body, "budget", (int, float))
-    for name in ("rpm", "tpm"):
-        if name in body:
-            changes[name] = _field(body, name, (int,))
+    body = convert(await request.json(gw.settings.max_body_bytes), KeyUpdate)
+    changes: dict[str, Any] = {name: value for name in ("name", "models", "budget", "rpm", "tpm",
+                                                        "alert_thresholds", "log_bodies")
+                               if (value := getattr(body, name)) is not UNSET}
+    if isinstance(body.models, list):
+        unknown_models(gw, body.models)
     for name in ("expires", "expires_at"):
-        if name in body:
+        expires = getattr(body, name)
+        if expires is not UNSET:
             try:
-                changes["expires_at"] = parse_expiry(_field(body, name, (str,)))
+                changes["expires_at"] = parse_expiry(expires)
             except ValueError as exc:
                 raise GatewayError(400, str(exc), param=name) from None
-    if "alert_thresholds" in body:
-        changes["alert_thresholds"] = _field(body, "alert_thresholds", (list, str))
-    if "log_bodies" in body:  # true, false, or null (the gateway's SPACEAI_LOG_BODIES)
-        value = body["log_bodies"]
-        if value is not None and not isinstance(value, bool):
-            raise GatewayError(400, "Invalid type for 'log_bodies'.", param="log_bodies",
-                               code="invalid_type")
-        changes["log_bodies"] = value
-    unknown = set(body) - {"name", "models", "budget", "rpm", "tpm", "expires", "expires_at",
-                           "alert_thresholds", "log_bodies"}
-    if unknown:
-        raise GatewayError(400, f"Unknown field(s): {', '.join(sorted(unknown))}.",
-                           param=sorted(unknown)[0], code="unknown_parameter")
     try:
         record = await asyncio.to_thread(gw.keys.update, request.path_params["id"], **changes)
     except ValueError as exc:

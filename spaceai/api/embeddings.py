@@ -16,9 +16,10 @@ from typing import Any
 
 from spaceai.api import metered
 from spaceai.api.http import Request, Response, json_response
+from spaceai.api.schemas import EmbeddingRequest as EmbeddingBody
 from spaceai.auth import request_token
 from spaceai.catalog import ModelConfig
-from spaceai.fields import INT32_MAX, Int, Rule, Str, read
+from spaceai.fields import INT32_MAX, convert
 from spaceai.gateway import Gateway
 from spaceai.metering.meter import usd
 from spaceai.providers.base import Provider
@@ -26,11 +27,6 @@ from spaceai.types import EmbeddingRequest, GatewayError, Usage
 
 ENDPOINT = "/v1/embeddings"
 MAX_INPUTS = 2048
-OPTIONS: dict[str, Rule] = {
-    "encoding_format": Str(choices=("float", "base64")),
-    "dimensions": Int(1, 65_536),
-    "user": Str(),
-}
 
 
 def _bad(message: str, param: str) -> GatewayError:
@@ -43,17 +39,13 @@ def _is_tokens(value: Any) -> bool:
 
 
 def parse_embeddings(body: Any) -> EmbeddingRequest:
-    """Validate an OpenAI embeddings body; a 400 naming the parameter on bad input."""
-    if not isinstance(body, dict):
-        raise GatewayError(400, "The request body must be a JSON object.", code="invalid_json")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise GatewayError(400, "Missing required parameter: 'model'.", param="model",
-                           code="missing_required_parameter")
-    if "input" not in body:
-        raise GatewayError(400, "Missing required parameter: 'input'.", param="input",
-                           code="missing_required_parameter")
-    raw = body["input"]
+    """Validate an OpenAI embeddings body; a 400 naming the parameter on bad input.
+
+    ``input`` is one of four shapes, which one type cannot say (msgspec takes one kind of
+    array in a union): checked here.
+    """
+    typed = convert(body, EmbeddingBody)
+    raw = typed.input
     if isinstance(raw, str) or _is_tokens(raw):
         inputs: list[Any] = [raw]
     elif isinstance(raw, list) and raw and all(isinstance(i, str) for i in raw):
@@ -67,12 +59,9 @@ def parse_embeddings(body: Any) -> EmbeddingRequest:
         raise _bad("'input' must not contain empty strings.", "input")
     if len(inputs) > MAX_INPUTS:
         raise _bad(f"'input' has {len(inputs)} items; at most {MAX_INPUTS} are allowed.", "input")
-    options = read(body, OPTIONS)
-    fmt = options.get("encoding_format", "float")
-    dims = options.get("dimensions")
-    user = options.get("user")
-    return EmbeddingRequest(model=model, inputs=inputs, encoding_format=fmt, dimensions=dims,
-                            user=user)
+    return EmbeddingRequest(model=typed.model, inputs=inputs,
+                            encoding_format=typed.encoding_format or "float",
+                            dimensions=typed.dimensions, user=typed.user)
 
 
 def encode_vector(vector: Any, fmt: str) -> list[float] | str:

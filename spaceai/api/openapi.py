@@ -7,11 +7,8 @@ from typing import Any
 import orjson
 
 from spaceai import __version__
-from spaceai.api import admin, embeddings, validation
 from spaceai.api.http import JSON_CT, MAX_JSON_DEPTH, Request, Response
-from spaceai.catalog import DEFAULT_TEMPERATURE
-from spaceai.fields import Rule
-from spaceai.providers.anthropic import reverse
+from spaceai.api.schemas import SCHEMAS, UsageQuery, query_parameters
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -49,38 +46,6 @@ def _query(name: str, schema: dict[str, Any] | str = "string") -> dict:
     if isinstance(schema, str):
         schema = {"type": schema}
     return {"name": name, "in": "query", "required": False, "schema": schema}
-
-
-def _props(rules: dict[str, Rule]) -> dict[str, Any]:
-    """JSON Schema properties from the rules the gateway validates with."""
-    return {name: rule.schema() for name, rule in rules.items()}
-
-
-_STRING = {"type": "string"}
-_CONTENT_PART = {"type": "object", "required": ["type"], "properties": {
-    "type": {"type": "string", "enum": ["text", "image_url"]}, "text": _STRING,
-    "image_url": {"type": "object", "properties": {"url": _STRING}}}}
-_TOOL_CALL = {"type": "object", "required": ["id", "type", "function"], "properties": {
-    "id": _STRING, "type": {"type": "string", "enum": ["function"]},
-    "function": {"type": "object", "required": ["name", "arguments"], "properties": {
-        "name": _STRING, "arguments": _STRING}}}}
-_CHAT_MESSAGE = {"type": "object", "required": ["role", "content"], "properties": {
-    "role": {"type": "string", "enum": list(validation.ROLES[:5])},
-    "content": {"oneOf": [_STRING, {"type": "array", "items": _CONTENT_PART}]},
-    "name": _STRING, "tool_call_id": _STRING,
-    "tool_calls": {"type": "array", "items": _TOOL_CALL}}}
-_TOOL = {"type": "object", "required": ["type", "function"], "properties": {
-    "type": {"type": "string", "enum": ["function"]},
-    "function": {"type": "object", "required": ["name"], "properties": {
-        "name": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"},
-        "description": _STRING, "parameters": {"type": "object"}}}}}
-_ANTHROPIC_BLOCK = {"type": "object", "required": ["type"], "properties": {
-    "type": {"type": "string", "enum": ["text", "image", "tool_use", "tool_result"]},
-    "text": _STRING, "id": _STRING, "name": _STRING, "input": {"type": "object"},
-    "tool_use_id": _STRING, "content": {}, "source": {"type": "object"}}}
-_ANTHROPIC_MESSAGE = {"type": "object", "required": ["role", "content"], "properties": {
-    "role": {"type": "string", "enum": ["user", "assistant"]},
-    "content": {"oneOf": [_STRING, {"type": "array", "items": _ANTHROPIC_BLOCK}]}}}
 
 
 SPEC: dict[str, Any] = {
@@ -131,9 +96,8 @@ SPEC: dict[str, Any] = {
         },
         "/admin/keys/{id}": {"delete": _op("Revoke a key", auth="admin", ok="Key",
                                            params=[_path_param("id")])},
-        "/admin/usage": {"get": _op("Usage rows and totals", auth="admin", params=[
-            *(_query(name, rule.schema()) for name, rule in admin.USAGE_FILTERS.items()),
-            _query("limit", admin.LIMIT.schema()), _query("offset", admin.OFFSET.schema())])},
+        "/admin/usage": {"get": _op("Usage rows and totals", auth="admin",
+                                    params=query_parameters(UsageQuery))},
         "/health/live": {"get": _op("Liveness", auth="none")},
         "/health/ready": {"get": _op("Readiness (database, Redis)", auth="none")},
         "/metrics": {"get": _op("Prometheus metrics (text format)", auth="none")},
@@ -144,6 +108,7 @@ SPEC: dict[str, Any] = {
             "admin": {"type": "http", "scheme": "bearer", "description": "SPACEAI_ADMIN_KEY"},
         },
         "schemas": {
+            **SCHEMAS,
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                 "type": "object", "properties": {
                     "message": {"type": "string"}, "type": {"type": "string"},
@@ -165,56 +130,6 @@ SPEC: dict[str, Any] = {
             "ModelList": {"type": "object", "properties": {
                 "object": {"type": "string", "enum": ["list"]},
                 "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}}}},
-            "ChatCompletionRequest": {
-                "type": "object", "required": ["model", "messages"],
-                "additionalProperties": True,
-                "description": "Parameters not listed here are forwarded unchanged to "
-                "OpenAI-compatible upstreams (a 400 naming them on a model with strict_params); "
-                "Anthropic and local models refuse what they cannot honour with a 400 naming it, "
-                "or drop it (drop_unsupported) and name it in x-spaceai-dropped.",
-                "properties": {
-                    "model": _STRING,
-                    "messages": {"type": "array", "minItems": 1, "items": _CHAT_MESSAGE},
-                    **_props(validation.SAMPLING),
-                    "temperature": {**validation.SAMPLING["temperature"].schema(),
-                                    "default": DEFAULT_TEMPERATURE,
-                                    "description": "default 0.7; none is sent to a reasoning "
-                                    "model unless given"},
-                    "stream": {"type": "boolean", "default": False},
-                    "stream_options": {"type": "object", "properties": {
-                        "include_usage": {"type": "boolean"}}},
-                    "stop": {"oneOf": [_STRING, {"type": "array", "maxItems": 4,
-                                                 "items": _STRING}]},
-                    "tools": {"type": "array", "maxItems": 128, "items": _TOOL},
-                    "tool_choice": {"oneOf": [
-                        {"type": "string", "enum": ["none", "auto", "required"]},
-                        {"type": "object", "required": ["type", "function"], "properties": {
-                            "type": {"type": "string", "enum": ["function"]},
-                            "function": {"type": "object", "required": ["name"],
-                                         "properties": {"name": _STRING}}}}]},
-                    "response_format": {
-                        "type": "object", "required": ["type"],
-                        "description": "json_schema or json_object on models with the "
-                        "json_schema capability: passed to OpenAI, a forced tool on Claude (the "
-                        "answer is the JSON text of message.content), grammar-constrained "
-                        "decoding on the local model", "properties": {
-                        "type": {"type": "string",
-                                 "enum": ["text", "json_object", "json_schema"]},
-                        "json_schema": {"type": "object"}}},
-                    **_props(validation.PASSTHROUGH),
-                }},
-            "CompletionRequest": {
-                "type": "object", "required": ["model", "prompt"],
-                "additionalProperties": False, "properties": {
-                    "model": _STRING, "prompt": _STRING,
-                    **{k: v for k, v in _props(validation.SAMPLING).items()
-                       if k != "max_completion_tokens"},
-                    "max_tokens": {**validation.SAMPLING["max_tokens"].schema(), "default": 16},
-                    "stream": {"type": "boolean"},
-                    "stop": {"oneOf": [_STRING, {"type": "array", "maxItems": 4,
-                                                 "items": _STRING}]},
-                    **_props(validation.COMPLETION_EXTRA),
-                }},
             "ChatCompletion": {"type": "object", "properties": {
                 "id": {"type": "string"}, "object": {"type": "string", "enum": ["chat.completion"]},
                 "created": {"type": "integer"}, "model": {"type": "string"},
@@ -228,51 +143,6 @@ SPEC: dict[str, Any] = {
             "Usage": {"type": "object", "properties": {
                 "prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
                 "total_tokens": {"type": "integer"}, "cost": {"type": "number"}}},
-            "EmbeddingRequest": {"type": "object", "required": ["model", "input"], "properties": {
-                "model": _STRING,
-                "input": {"oneOf": [_STRING, {"type": "array", "items": _STRING},
-                                    {"type": "array", "items": {"type": "integer"}}],
-                          "description": "text, texts, or token arrays: OpenAI cl100k_base "
-                          "ids (the local model decodes them and embeds the text, or answers "
-                          "400 saying to send text)"},
-                **_props(embeddings.OPTIONS)}},
-            "MessagesRequest": {"type": "object", "required": ["model", "messages", "max_tokens"],
-                                "properties": {
-                "model": _STRING,
-                "messages": {"type": "array", "minItems": 1, "items": _ANTHROPIC_MESSAGE},
-                "max_tokens": reverse.MAX_TOKENS.schema(),
-                "system": {"oneOf": [_STRING, {"type": "array", "items": _ANTHROPIC_BLOCK}]},
-                "stop_sequences": {"type": "array", "items": _STRING},
-                "temperature": {"type": "number", "minimum": 0, "maximum": 1},
-                "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-                "top_k": reverse.TOP_K.schema(), "stream": {"type": "boolean"},
-                "metadata": {"type": "object", "properties": {"user_id": _STRING}},
-                "tools": {"type": "array", "items": {"type": "object", "required": ["name"],
-                                                     "properties": {
-                    "name": _STRING, "description": _STRING,
-                    "input_schema": {"type": "object"}}}},
-                "tool_choice": {"type": "object", "required": ["type"], "properties": {
-                    "type": {"type": "string", "enum": ["auto", "any", "tool", "none"]},
-                    "name": _STRING}}}},
-            "ResponsesRequest": {"type": "object", "required": ["model", "input"],
-                                 "properties": {
-                "model": {"type": "string"},
-                "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {
-                    "type": "object", "description": "message (input_text / input_image "
-                    "parts), function_call, function_call_output or reasoning item"}}]},
-                "instructions": {"type": "string"},
-                "max_output_tokens": {"type": "integer", "minimum": 1},
-                "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-                "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-                "tools": {"type": "array", "description": "function tools; hosted tools "
-                          "(web_search, ...) are dropped and named in x-spaceai-dropped"},
-                "tool_choice": {}, "parallel_tool_calls": {"type": "boolean"},
-                "text": {"type": "object", "properties": {"format": {"type": "object"}}},
-                "reasoning": {"type": "object"}, "metadata": {"type": "object"},
-                "user": {"type": "string"}, "store": {"type": "boolean", "default": True},
-                "previous_response_id": {"type": "string"},
-                "stream": {"type": "boolean", "default": False},
-                "include": {"type": "array", "items": {"type": "string"}}}},
             "Response": {"type": "object", "properties": {
                 "id": {"type": "string"}, "object": {"type": "string", "enum": ["response"]},
                 "created_at": {"type": "integer"}, "model": {"type": "string"},
@@ -285,11 +155,6 @@ SPEC: dict[str, Any] = {
                     "total_tokens": {"type": "integer"}, "cost": {"type": "number"},
                     "input_tokens_details": {"type": "object"},
                     "output_tokens_details": {"type": "object"}}}}},
-            "KeyCreate": {"type": "object", "properties": {
-                **_props(admin.CREATE_FIELDS),
-                "models": {"type": "array", "items": _STRING},
-                "expires": {**admin.CREATE_FIELDS["expires"].schema(),
-                            "description": "ISO 8601 or a duration like 30d"}}},
             "Key": {"type": "object", "properties": {
                 "id": {"type": "string"}, "name": {"type": ["string", "null"]},
                 "prefix": {"type": "string"}, "models": {"type": ["array", "null"]},
@@ -347,19 +212,6 @@ _FIGURES = {"requests": {"type": "integer"}, "errors": {"type": "integer"},
             "p50_latency_ms": {"type": ["number", "null"]},
             "p95_latency_ms": {"type": ["number", "null"]}}
 SPEC["components"]["schemas"].update({
-    "KeyUpdate": {"type": "object", "properties": {
-        "name": {"type": ["string", "null"]},
-        "models": {"type": ["array", "null"], "items": {"type": "string"}},
-        "budget": {"type": ["number", "null"]}, "rpm": {"type": ["integer", "null"]},
-        "tpm": {"type": ["integer", "null"]},
-        "expires_at": {"type": ["string", "null"],
-                       "description": "ISO 8601 or a duration like 30d; null: never"},
-        "alert_thresholds": {"type": ["array", "null"], "items": {"type": "integer"},
-                             "description": "budget alert thresholds in percent; null: the "
-                                            "gateway's default (SPACEAI_ALERT_THRESHOLDS)"},
-        "log_bodies": {"type": ["boolean", "null"],
-                       "description": "store this key's request and response bodies (true), "
-                                      "never (false), or as SPACEAI_LOG_BODIES says (null)"}}},
     "RequestBodies": {"type": "object", "properties": {
         "object": {"type": "string", "enum": ["request.bodies"]},
         "request_id": {"type": "string"}, "logged": {"type": "boolean"},

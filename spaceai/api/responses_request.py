@@ -26,7 +26,15 @@ from typing import Any
 
 import orjson
 
+from spaceai.api.schemas import (
+    JsonObjectFormat,
+    JsonSchemaResponseFormat,
+    Reasoning,
+    ResponsesText,
+)
+from spaceai.api.schemas import ResponsesRequest as ResponsesBody
 from spaceai.api.validation import bad, parse_chat
+from spaceai.fields import convert
 from spaceai.types import ChatRequest
 
 HOSTED_TOOLS = frozenset({
@@ -35,16 +43,10 @@ HOSTED_TOOLS = frozenset({
     "computer_use", "image_generation", "mcp", "local_shell", "shell", "apply_patch",
     "tool_search",
 })
-# Responses parameters with no chat counterpart that change nothing here
-_IGNORED = ("include", "truncation", "max_tool_calls", "stream_options", "top_logprobs",
-            "prompt_cache_retention", "context_management", "client_metadata")
-_PASSED = ("user", "service_tier", "prompt_cache_key", "safety_identifier")
-_KNOWN = {
-    "model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "tools",
-    "tool_choice", "parallel_tool_calls", "text", "reasoning", "metadata", "store",
-    "previous_response_id", "stream", "background", "conversation", "prompt",
-    *_IGNORED, *_PASSED,
-}
+# Responses parameters passed to the chat request as they are; those with no chat
+# counterpart (include, truncation, ...) change nothing here
+_PASSED = ("temperature", "top_p", "stream", "parallel_tool_calls", "user", "service_tier",
+           "prompt_cache_key", "safety_identifier")
 _ROLES = ("user", "system", "developer", "assistant")
 
 
@@ -188,14 +190,12 @@ def items_to_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # -- tools and formats ---------------------------------------------------------------------
 
 
-def _tools(tools: Any, dropped: list[str]) -> list[dict[str, Any]] | None:
+def _tools(tools: list[dict[str, Any]] | None, dropped: list[str]) -> list[dict[str, Any]] | None:
     if tools is None:
         return None
-    if not isinstance(tools, list):
-        raise bad("Invalid type for 'tools': expected an array.", "tools", "invalid_type")
     out = []
     for i, tool in enumerate(tools):
-        kind = tool.get("type") if isinstance(tool, dict) else None
+        kind = tool.get("type")
         if kind in HOSTED_TOOLS:
             dropped.append(f"tools.{kind}")
             continue
@@ -223,20 +223,18 @@ def _tool_choice(choice: Any) -> Any:
               "run behind this gateway).", "tool_choice", "unsupported_value")
 
 
-def _response_format(text: Any) -> dict[str, Any] | None:
-    fmt = text.get("format") if isinstance(text, dict) else None
-    if fmt is None:
-        return None
-    kind = fmt.get("type") if isinstance(fmt, dict) else None
-    if kind == "text":
-        return None
-    if kind == "json_object":
+def _response_format(text: ResponsesText | None) -> dict[str, Any] | None:
+    fmt = text.format if text is not None else None
+    if isinstance(fmt, JsonObjectFormat):
         return {"type": "json_object"}
-    if kind == "json_schema":
-        schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if k in fmt}
+    if isinstance(fmt, JsonSchemaResponseFormat):
+        schema = {"name": fmt.name, "schema": fmt.schema}
+        if fmt.strict is not None:
+            schema["strict"] = fmt.strict
+        if fmt.description is not None:
+            schema["description"] = fmt.description
         return {"type": "json_schema", "json_schema": schema}
-    raise bad("Invalid 'text.format.type': expected 'text', 'json_object' or 'json_schema'.",
-              "text.format.type")
+    return None  # text, the default
 
 
 # -- the request ---------------------------------------------------------------------------
@@ -245,23 +243,13 @@ def _response_format(text: Any) -> dict[str, Any] | None:
 def parse_responses(body: Any, history: list[dict[str, Any]] | None = None) -> ResponsesRequest:
     """Validate a Responses body and translate it; ``history`` is the stored conversation
     (context and output of ``previous_response_id``) the input continues."""
-    if not isinstance(body, dict):
-        raise bad("The request body must be a JSON object.", None, "invalid_type")
-    for name in body:
-        if name not in _KNOWN:
-            raise bad(f"Unrecognized request argument supplied: {name}", name,
-                      "unknown_parameter")
+    typed = convert(body, ResponsesBody)
     for name in ("background", "conversation", "prompt"):
         if body.get(name):
             raise bad(f"'{name}' is not supported by this gateway.", name, "unsupported_parameter")
-    if body.get("input") is None:
-        raise bad("Missing required parameter: 'input'.", "input", "missing_required_parameter")
     items = normalise_input(body["input"])
     context = [*(history or []), *items]
-    instructions = body.get("instructions")
-    if instructions is not None and not isinstance(instructions, str):
-        raise bad("Invalid type for 'instructions': expected a string.", "instructions",
-                  "invalid_type")
+    instructions = typed.instructions
     messages = items_to_messages(context)
     if instructions:
         messages.insert(0, {"role": "system", "content": instructions})
@@ -269,44 +257,29 @@ def parse_responses(body: Any, history: list[dict[str, Any]] | None = None) -> R
         raise bad("Invalid 'input': nothing to answer (no message or tool output).", "input",
                   "empty_array")
     dropped: list[str] = []
-    chat: dict[str, Any] = {"model": body.get("model"), "messages": messages}
-    for name in ("temperature", "top_p", "stream", "parallel_tool_calls", *_PASSED):
-        if body.get(name) is not None:
-            chat[name] = body[name]
-    max_output = body.get("max_output_tokens")
-    if max_output is not None:
-        if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 1:
-            raise bad("Invalid 'max_output_tokens': expected an integer >= 1.",
-                      "max_output_tokens")
-        chat["max_completion_tokens"] = max_output
+    chat: dict[str, Any] = {"model": typed.model, "messages": messages,
+                            "max_completion_tokens": typed.max_output_tokens}
+    chat.update((name, getattr(typed, name)) for name in _PASSED)
     chat["tools"] = _tools(body.get("tools"), dropped)
     choice = body.get("tool_choice")
     if chat["tools"] is not None or choice not in (None, "none", "auto"):
         chat["tool_choice"] = _tool_choice(choice)  # with no tools left, validation refuses it
-    chat["response_format"] = _response_format(body.get("text"))
-    reasoning = body.get("reasoning")
-    for name in ("reasoning", "text", "metadata"):
-        if body.get(name) is not None and not isinstance(body[name], dict):
-            raise bad(f"Invalid type for '{name}': expected an object.", name, "invalid_type")
-    if reasoning and reasoning.get("effort"):
-        chat["reasoning_effort"] = reasoning["effort"]
-    if body.get("text") and body["text"].get("verbosity"):
-        chat["verbosity"] = body["text"]["verbosity"]
+    chat["response_format"] = _response_format(typed.text)
+    reasoning = typed.reasoning or Reasoning()
+    chat["reasoning_effort"] = reasoning.effort or None
+    chat["verbosity"] = typed.text.verbosity or None if typed.text else None
     req = parse_chat({k: v for k, v in chat.items() if v is not None})
     req.sampling_defaults = False  # the gateway's chat defaults are not the Responses ones
     req.include_usage = True
-    store = body.get("store")
-    if store is not None and not isinstance(store, bool):
-        raise bad("Invalid type for 'store': expected a boolean.", "store", "invalid_type")
-    metadata = body.get("metadata")
+    store = typed.store
+    metadata = typed.metadata
     echo = {
         "instructions": instructions,
         "max_output_tokens": body.get("max_output_tokens"),
         "metadata": metadata or {},
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": body.get("previous_response_id"),
-        "reasoning": {"effort": (reasoning or {}).get("effort"),
-                      "summary": (reasoning or {}).get("summary")},
+        "reasoning": {"effort": reasoning.effort, "summary": reasoning.summary},
         "temperature": body.get("temperature", 1.0),
         "text": body.get("text") or {"format": {"type": "text"}},
         "tool_choice": body.get("tool_choice") or "auto",

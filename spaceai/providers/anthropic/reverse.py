@@ -12,7 +12,16 @@ from typing import Any
 
 import orjson
 
-from spaceai.fields import INT32_MAX, Int
+from spaceai.api.schemas import (
+    AnthropicTool,
+    MessagesRequest,
+    ThinkingEnabled,
+    ToolChoiceAny,
+    ToolChoiceAuto,
+    ToolChoiceNone,
+    ToolChoiceTool,
+)
+from spaceai.fields import convert
 from spaceai.providers.anthropic.errors import to_anthropic_error
 from spaceai.types import ChatRequest, GatewayError, Usage
 
@@ -24,9 +33,6 @@ FINISH_TO_STOP = {
     "content_filter": "refusal",
 }
 
-MAX_TOKENS = Int(1, INT32_MAX)
-TOP_K = Int(0, INT32_MAX)
-
 
 def _bad(message: str, param: str | None = None) -> GatewayError:
     return GatewayError(400, message, param=param)
@@ -35,17 +41,8 @@ def _bad(message: str, param: str | None = None) -> GatewayError:
 # -- request ---------------------------------------------------------------------------------
 
 
-def _system_text(system: Any) -> str:
-    if isinstance(system, str):
-        return system
-    if isinstance(system, list):
-        parts = []
-        for block in system:
-            if not isinstance(block, dict) or block.get("type") != "text":
-                raise _bad("system blocks must be text blocks", "system")
-            parts.append(str(block.get("text", "")))
-        return "\n\n".join(parts)
-    raise _bad("system must be a string or a list of text blocks", "system")
+def _system_text(blocks: list[Any]) -> str:
+    return "\n\n".join(str(block.get("text", "")) for block in blocks)
 
 
 def _image_part(block: dict[str, Any]) -> dict[str, Any]:
@@ -87,37 +84,29 @@ def _tool_result_parts(content: Any) -> tuple[str, list[dict[str, Any]]]:
     return "\n".join(texts), images
 
 
-def _system_message(content: Any, i: int) -> list[dict[str, Any]]:
+def _system_message(content: str | list[dict[str, Any]], i: int) -> list[dict[str, Any]]:
     """A ``role: system`` entry of ``messages`` (Claude Code sends them) as an OpenAI one,
     in place; its text blocks' ``cache_control`` is a hint only."""
-    if isinstance(content, str):
-        text = content
-    elif isinstance(content, list):
-        try:
-            text = _system_text(content)
-        except GatewayError:
-            raise _bad(f"messages[{i}]: system content must be text blocks", "messages") from None
-    else:
-        raise _bad(f"messages[{i}]: content must be a string or a list of blocks", "messages")
-    return [{"role": "system", "content": text}] if text else []
+    if isinstance(content, list):
+        if any(block.get("type") != "text" for block in content):
+            raise _bad(f"messages[{i}]: system content must be text blocks", "messages")
+        content = _system_text(content)
+    return [{"role": "system", "content": content}] if content else []
 
 
-def _convert_message(msg: Any, i: int) -> list[dict[str, Any]]:
-    if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant", "system"):
-        raise _bad(f"messages[{i}]: role must be user, assistant or system", "messages")
-    role, content = msg["role"], msg.get("content")
+def _convert_message(msg: dict[str, Any], i: int) -> list[dict[str, Any]]:
+    """One message (its role and content's type already checked) as OpenAI messages."""
+    role, content = msg["role"], msg["content"]
     if role == "system":
         return _system_message(content, i)
     if isinstance(content, str):
         return [{"role": role, "content": content}]
-    if not isinstance(content, list):
-        raise _bad(f"messages[{i}]: content must be a string or a list of blocks", "messages")
     parts: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
     tool_msgs: list[dict[str, Any]] = []
     tool_images: list[dict[str, Any]] = []
     for block in content:
-        kind = block.get("type") if isinstance(block, dict) else None
+        kind = block.get("type")
         if kind == "text":
             parts.append({"type": "text", "text": str(block.get("text", ""))})
         elif kind == "image" and role == "user":
@@ -164,54 +153,46 @@ def _convert_message(msg: Any, i: int) -> list[dict[str, Any]]:
     return tool_msgs
 
 
-def _referenced_tools(messages: list[Any]) -> set[str]:
+def _referenced_tools(messages: list[dict[str, Any]]) -> set[str]:
     """Names of the deferred tools a ``tool_reference`` in a tool result has loaded."""
     names: set[str] = set()
     for msg in messages:
-        content = msg.get("content") if isinstance(msg, dict) else None
+        content = msg["content"]
         for block in content if isinstance(content, list) else ():
-            if isinstance(block, dict) and block.get("type") == "tool_result" and \
-                    isinstance(block.get("content"), list):
+            if block.get("type") == "tool_result" and isinstance(block.get("content"), list):
                 names.update(str(b.get("tool_name")) for b in block["content"]
                              if isinstance(b, dict) and b.get("type") == "tool_reference")
     return names
 
 
-def _convert_tools(tools: Any, loaded: set[str]) -> list[dict[str, Any]]:
+def _convert_tools(tools: list[AnthropicTool], loaded: set[str]) -> list[dict[str, Any]]:
     """Custom tools as OpenAI function tools.
 
     A tool with ``defer_loading`` stays out of the model's view until a ``tool_reference``
     loads it (what Anthropic's tool search does); ``cache_control`` is a hint only; server
     tools (web search, code execution...) only a Claude model can run.
     """
-    if not isinstance(tools, list):
-        raise _bad("tools must be a list", "tools")
     out = []
     for t in tools:
-        if not isinstance(t, dict) or not t.get("name"):
-            raise _bad("each tool needs a name", "tools")
-        if t.get("type", "custom") != "custom":
+        if (t.type or "custom") != "custom":
             continue  # a server tool: refused by claude_only_features unless on Claude
-        if t.get("defer_loading") and t["name"] not in loaded:
+        if t.defer_loading and t.name not in loaded:
             continue
-        fn: dict[str, Any] = {"name": t["name"], "parameters": t.get("input_schema") or {}}
-        if t.get("description"):
-            fn["description"] = t["description"]
+        fn: dict[str, Any] = {"name": t.name, "parameters": t.input_schema or {}}
+        if t.description:
+            fn["description"] = t.description
         out.append({"type": "function", "function": fn})
     return out
 
 
-def _convert_tool_choice(choice: Any, params: dict[str, Any]) -> None:
-    if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
-        raise _bad("tool_choice.type must be auto, any, tool or none", "tool_choice")
-    kind = choice["type"]
-    if kind == "tool":
-        if not choice.get("name"):
-            raise _bad("tool_choice of type tool needs a name", "tool_choice")
-        params["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+def _convert_tool_choice(choice: ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone,
+                         params: dict[str, Any]) -> None:
+    if isinstance(choice, ToolChoiceTool):
+        params["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
     else:
-        params["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
-    if choice.get("disable_parallel_tool_use"):
+        params["tool_choice"] = {ToolChoiceAuto: "auto", ToolChoiceAny: "required",
+                                 ToolChoiceNone: "none"}[type(choice)]
+    if choice.disable_parallel_tool_use:
         params["parallel_tool_calls"] = False
 
 
@@ -234,16 +215,16 @@ def claude_only_features(body: dict[str, Any]) -> list[str]:
     """
     found = [f for f in CLAUDE_ONLY_FIELDS if body.get(f)]
     for t in body.get("tools") or ():
-        if isinstance(t, dict) and t.get("type", "custom") != "custom":
+        if t.get("type", "custom") != "custom":
             found.append(f"tools[type={t.get('type')}]")
     config = body.get("output_config")
     if isinstance(config, dict):
         found += [f"output_config.{k}" for k in config if k not in ("effort", "format")]
     blocks: set[str] = set()
-    for msg in body.get("messages") or ():
-        content = msg.get("content") if isinstance(msg, dict) else None
+    for msg in body["messages"]:
+        content = msg["content"]
         for block in content if isinstance(content, list) else ():
-            kind = block.get("type") if isinstance(block, dict) else None
+            kind = block.get("type")
             if not isinstance(kind, str):
                 continue
             if kind not in TRANSLATED_BLOCKS:
@@ -256,132 +237,63 @@ def claude_only_features(body: dict[str, Any]) -> list[str]:
     return found
 
 
-def _object(body: dict[str, Any], key: str) -> dict[str, Any] | None:
-    value = body.get(key)
-    if value is not None and not isinstance(value, dict):
-        raise _bad(f"{key} must be an object", key)
-    return value
-
-
-def _check_hints(body: dict[str, Any], max_tokens: int) -> None:
-    """The shape of ``thinking``, ``context_management`` and ``output_config``."""
-    thinking = _object(body, "thinking")
-    if thinking is not None:
-        kind = thinking.get("type")
-        if kind not in ("enabled", "disabled", "adaptive"):
-            raise _bad("thinking.type must be enabled, disabled or adaptive", "thinking")
-        budget = thinking.get("budget_tokens")
-        if kind == "enabled" and (isinstance(budget, bool) or not isinstance(budget, int)
-                                  or not 0 < budget < max_tokens):
-            raise _bad("thinking.budget_tokens must be an integer below max_tokens",
-                       "thinking.budget_tokens")
-    management = _object(body, "context_management")
-    if management is not None and not isinstance(management.get("edits", []), list):
-        raise _bad("context_management.edits must be a list", "context_management.edits")
-    config = _object(body, "output_config")
-    if config is not None and config.get("effort") is not None and \
-            not isinstance(config["effort"], str):
-        raise _bad("output_config.effort must be a string", "output_config.effort")
-
-
-def _output_format(body: dict[str, Any], params: dict[str, Any]) -> None:
-    """Structured outputs (``output_config.format``, or the older ``output_format``) as
-    OpenAI's ``response_format``."""
-    config = body.get("output_config") or {}
-    fmt = config.get("format") if isinstance(config, dict) else None
-    fmt = fmt if fmt is not None else body.get("output_format")
-    if fmt is None:
-        return
-    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or \
-            not isinstance(fmt.get("schema"), dict):
-        raise _bad("output_config.format must be {type: json_schema, schema: {...}}",
-                   "output_config.format")
-    params["response_format"] = {"type": "json_schema", "json_schema": {
-        "name": "output", "schema": fmt["schema"], "strict": True}}
-
-
 def _user_id(user_id: Any) -> str:
     """``metadata.user_id`` as OpenAI's ``user`` (a long one, as Claude Code's JSON, hashed)."""
     text = str(user_id)
     return text if len(text) <= 64 else hashlib.sha256(text.encode()).hexdigest()
 
 
-def _number(body: dict[str, Any], key: str, lo: float, hi: float | None) -> float | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _bad(f"{key} must be a number", key)
-    if value < lo or (hi is not None and value > hi):
-        raise _bad(
-            f"{key} must be in the range {lo:g}-{hi:g}"
-            if hi is not None
-            else f"{key} must be >= {lo:g}",
-            key,
-        )
-    return value
-
-
 def messages_to_chat_request(body: Any) -> ChatRequest:
     """Validate an Anthropic Messages request body and translate it to a :class:`ChatRequest`.
 
-    Raises :class:`GatewayError` (400) on bad input. ``temperature`` defaults to 1.0
-    (Anthropic's default); ``top_k`` is kept in ``params``. ``role: system`` entries of
-    ``messages`` stay system messages in place. What only Claude can honour is skipped here
-    and named by :func:`claude_only_features`.
+    The body's shape is :class:`MessagesRequest`'s; content blocks are checked here, as they
+    are translated. Raises :class:`GatewayError` (400) on bad input. ``temperature`` defaults
+    to 1.0 (Anthropic's default); ``top_k`` is kept in ``params``. ``role: system`` entries
+    of ``messages`` stay system messages in place. What only Claude can honour is skipped
+    here and named by :func:`claude_only_features`.
     """
-    if not isinstance(body, dict):
-        raise _bad("the request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise _bad("model: field required", "model")
-    if body.get("max_tokens") is None:
-        raise _bad("max_tokens: field required", "max_tokens")
-    max_tokens = MAX_TOKENS.check("max_tokens", body["max_tokens"])
-    raw_messages = body.get("messages")
-    if not isinstance(raw_messages, list) or not raw_messages:
-        raise _bad("messages: field required (a non-empty list)", "messages")
+    typed = convert(body, MessagesRequest)
+    raw_messages = body["messages"]
     messages: list[dict[str, Any]] = []
-    if body.get("system") is not None:
-        text = _system_text(body["system"])
-        if text:
-            messages.append({"role": "system", "content": text})
+    system = typed.system
+    text = system if isinstance(system, str) or system is None else _system_text(body["system"])
+    if text:
+        messages.append({"role": "system", "content": text})
     for i, msg in enumerate(raw_messages):
         messages.extend(_convert_message(msg, i))
-    if all(m.get("role") == "system" for m in raw_messages):
+    if all(m.role == "system" for m in typed.messages):
         raise _bad("messages must contain at least one user or assistant message", "messages")
-    _check_hints(body, max_tokens)
+    thinking = typed.thinking
+    if isinstance(thinking, ThinkingEnabled) and thinking.budget_tokens >= typed.max_tokens:
+        raise _bad("thinking.budget_tokens must be an integer below max_tokens",
+                   "thinking.budget_tokens")
 
-    params: dict[str, Any] = {"max_tokens": max_tokens}
-    temperature = _number(body, "temperature", 0, 1)
-    params["temperature"] = 1.0 if temperature is None else temperature
-    if (top_p := _number(body, "top_p", 0, 1)) is not None:
-        params["top_p"] = top_p
-    if body.get("top_k") is not None:
-        params["top_k"] = TOP_K.check("top_k", body["top_k"])
-    stops = body.get("stop_sequences")
-    if stops is not None:
-        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-            raise _bad("stop_sequences must be a list of strings", "stop_sequences")
-        if stops:
-            params["stop"] = list(stops)
-    if body.get("tools"):
-        tools = _convert_tools(body["tools"], _referenced_tools(raw_messages))
+    params: dict[str, Any] = {"max_tokens": typed.max_tokens,
+                              "temperature": 1.0 if typed.temperature is None
+                              else typed.temperature}
+    if typed.top_p is not None:
+        params["top_p"] = typed.top_p
+    if typed.top_k is not None:
+        params["top_k"] = typed.top_k
+    if typed.stop_sequences:
+        params["stop"] = list(typed.stop_sequences)
+    if typed.tools:
+        tools = _convert_tools(typed.tools, _referenced_tools(raw_messages))
         if tools:
             params["tools"] = tools
-    if body.get("tool_choice") is not None:
-        _convert_tool_choice(body["tool_choice"], params)
-    if "tools" not in params:
-        params.pop("tool_choice", None)  # every tool was deferred: nothing to choose from
-    _output_format(body, params)
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict) and metadata.get("user_id"):
+    if typed.tool_choice is not None and "tools" in params:  # every tool deferred: no choice
+        _convert_tool_choice(typed.tool_choice, params)
+    # structured outputs (output_config.format, or the older output_format)
+    fmt = (typed.output_config.format if typed.output_config else None) or typed.output_format
+    if fmt is not None:
+        params["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": "output", "schema": fmt.schema, "strict": True}}
+    metadata = typed.metadata
+    if metadata and metadata.get("user_id"):
         params["user"] = _user_id(metadata["user_id"])
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise _bad("stream must be a boolean", "stream")
     return ChatRequest(
-        model=model, messages=messages, params=params, stream=stream, include_usage=True
+        model=typed.model, messages=messages, params=params, stream=bool(typed.stream),
+        include_usage=True
     )
 
 
