@@ -197,7 +197,8 @@ async def _stream(call: metered.Call, body: dict[str, Any],
         return native, first, call.gw.router.track(it, model)
 
     try:
-        served, (native, first, rest) = await call.gw.router.run(call.model, attempt)
+        served, (native, first, rest) = await call.gw.router.run(call.model, attempt,
+                                                                    call.meter.route)
     except Exception as exc:
         await metered.failed(call, exc)
         raise

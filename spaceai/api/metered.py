@@ -118,7 +118,7 @@ async def run(call: Call, attempt: Callable[[Provider, ModelConfig], Awaitable[A
     ``x-spaceai-cost`` header to ``call.headers``.
     """
     try:
-        served, result = await call.gw.router.run(call.model, attempt)
+        served, result = await call.gw.router.run(call.model, attempt, call.meter.route)
     except GatewayError as exc:
         await failed(call, exc)
         raise
@@ -130,7 +130,7 @@ async def run(call: Call, attempt: Callable[[Provider, ModelConfig], Awaitable[A
 async def complete(call: Call) -> tuple[ModelConfig, dict[str, Any]]:
     """A non-streaming chat or text completion; its ``usage`` carries the cost."""
     try:
-        served, data = await call.gw.router.complete(call.req, call.model)
+        served, data = await call.gw.router.complete(call.req, call.model, call.meter.route)
     except GatewayError as exc:
         await failed(call, exc)
         raise
@@ -144,7 +144,8 @@ async def complete(call: Call) -> tuple[ModelConfig, dict[str, Any]]:
 async def open_stream(call: Call) -> tuple[ModelConfig, AsyncIterator[StreamEvent]]:
     """Open a stream (retries and fallbacks happen here); its chunks, metered."""
     try:
-        served, first, rest = await call.gw.router.open_stream(call.req, call.model)
+        served, first, rest = await call.gw.router.open_stream(call.req, call.model,
+                                                                    call.meter.route)
     except GatewayError as exc:
         await failed(call, exc)
         raise

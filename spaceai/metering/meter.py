@@ -15,6 +15,7 @@ from spaceai.limits import Admission, Control
 from spaceai.limits.policy import max_output_tokens
 from spaceai.metering.ledger import Ledger, UsageRecord
 from spaceai.metering.tokens import estimate_prompt_tokens
+from spaceai.router import Route
 from spaceai.storage.tables import NANOS_PER_USD
 from spaceai.types import ChatRequest, GatewayError, Usage
 
@@ -49,7 +50,7 @@ class Meter:
     """Measures one admitted request and records it exactly once."""
 
     __slots__ = ("ledger", "control", "request_id", "key", "model", "req", "admission", "endpoint",
-                 "started", "first_token_at", "done", "cost")
+                 "started", "first_token_at", "done", "cost", "route")
 
     def __init__(self, ledger: Ledger, control: Control, request_id: str, key: KeyRecord,
                  model: ModelConfig, req: ChatRequest, admission: Admission, endpoint: str,
@@ -66,6 +67,7 @@ class Meter:
         self.first_token_at: float | None = None
         self.done = False
         self.cost = 0
+        self.route = Route()  # filled in by the router
         metrics.request_started()
 
     def first_token(self) -> None:
@@ -91,6 +93,10 @@ class Meter:
                 usage.prompt_tokens = estimate_prompt_tokens(self.req)
             self.cost = cost_nanos(served, usage)
         now = time.perf_counter()
+        route = self.route
+        upstream_s = route.upstream_s
+        if self.req.stream and route.answered_at:  # a stream waits on upstream until it ends
+            upstream_s += now - route.answered_at
         self.ledger.record(UsageRecord(
             request_id=self.request_id,
             key_id=self.key.id,
@@ -107,6 +113,11 @@ class Meter:
             streamed=self.req.stream,
             latency_ms=(now - self.started) * 1000,
             ttft_ms=(self.first_token_at - self.started) * 1000 if self.first_token_at else None,
+            model_requested=self.model.id,
+            deployment=route.deployment,
+            retries=route.retries,
+            fallbacks=route.fallbacks,
+            upstream_ms=upstream_s * 1000,
         ), (self.admission.id, self.admission.period))
         await self.control.settle(self.admission, usage.total_tokens, self.cost)
         metrics.request_finished(
