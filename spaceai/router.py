@@ -37,14 +37,16 @@ _RECENT = 50  # attempts a deployment's recent error rate is taken over
 class Route:
     """What routing one request took, noted by the router as it goes (the ledger row's).
 
-    ``answered_at`` is when the serving attempt's call returned (for a stream, its first
-    chunk): a stream keeps waiting on its upstream from then until it ends.
+    ``upstream_s`` runs from the first attempt to the serving answer (for a stream, its first
+    chunk) or the last failure: every attempt, and the backoff between them, is time spent on
+    upstreams, not the gateway's own. A stream keeps waiting on its upstream from
+    ``routed_at`` until it ends.
     """
 
     retries: int = 0  # attempts after the first on a model, over the whole chain
     fallbacks: int = 0  # models of the fallback chain moved on to
-    upstream_s: float = 0.0  # in upstream calls, every attempt (backoff waits not included)
-    answered_at: float = 0.0  # time.perf_counter() of the serving answer, 0 if none
+    upstream_s: float = 0.0
+    routed_at: float = 0.0  # time.perf_counter() when routing ended, 0 before
     deployment: str | None = None  # the serving deployment's upstream, no credentials
 
 
@@ -193,7 +195,18 @@ class Router:
 
     async def _attempts(self, model: ModelConfig, call: Callable[[Provider, ModelConfig], Any],
                         route: Route):
-        """Run ``call`` on deployments of the model and its fallbacks until one succeeds."""
+        """Run ``call`` on deployments of the model and its fallbacks until one succeeds,
+        noting in ``route`` how long that took."""
+        began = time.perf_counter()
+        try:
+            return await self._try_each(model, call, route)
+        finally:
+            route.routed_at = time.perf_counter()
+            route.upstream_s = route.routed_at - began
+
+    async def _try_each(self, model: ModelConfig, call: Callable[[Provider, ModelConfig], Any],
+                        route: Route):
+        """The attempts themselves, noting retries, fallbacks and the serving deployment."""
         last: GatewayError | None = None
         for index, candidate in enumerate(self.candidates(model)):
             route.fallbacks = index
@@ -210,7 +223,6 @@ class Router:
                 dep = self._pick(candidate, tried)
                 tried.add(id(dep))
                 dep.in_flight += 1
-                began = time.perf_counter()
                 try:
                     result = await call(provider, dep.config)
                 except Unfit as exc:  # this fallback cannot honour the request: the next may
@@ -219,7 +231,6 @@ class Router:
                     last = last or exc  # the client hears why the model it named failed
                     break
                 except UpstreamError as exc:
-                    route.upstream_s += time.perf_counter() - began
                     dep.failed()
                     last = exc
                     if not exc.retryable:
@@ -229,8 +240,6 @@ class Router:
                     continue
                 finally:
                     dep.in_flight -= 1
-                route.answered_at = time.perf_counter()
-                route.upstream_s += route.answered_at - began
                 route.deployment = dep.label
                 dep.succeeded()
                 return candidate, result

@@ -68,8 +68,9 @@ def test_upstream_500_is_retried_then_served(gw, client):
     assert (r["status"], r["prompt_tokens"], r["completion_tokens"]) == ("ok", 5, 3)
     assert (r["retries"], r["fallbacks"], r["model_requested"]) == (2, 0, "retrying")
     assert r["deployment"] == gw.fake.base_url.rsplit("/", 1)[0]
-    # three upstream calls; the backoff between them is the gateway's time, not upstream's
+    # three upstream calls and the backoff between them: upstream time, not the gateway's
     assert 0 < r["upstream_ms"] < r["latency_ms"]
+    assert r["overhead_ms"] < r["upstream_ms"]
     assert r["upstream_ms"] + r["overhead_ms"] == pytest.approx(r["latency_ms"], abs=0.01)
 
 

@@ -58,7 +58,7 @@ class UsageRecord:
     deployment: str | None = None  # the upstream that served it (scheme://host:port)
     retries: int | None = None  # attempts after the first on a model, over the whole chain
     fallbacks: int | None = None  # models of the fallback chain moved on to
-    upstream_ms: float | None = None  # spent waiting on upstreams, every attempt
+    upstream_ms: float | None = None  # spent on upstreams: every attempt, backoff, the stream
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 

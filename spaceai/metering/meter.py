@@ -95,8 +95,8 @@ class Meter:
         now = time.perf_counter()
         route = self.route
         upstream_s = route.upstream_s
-        if self.req.stream and route.answered_at:  # a stream waits on upstream until it ends
-            upstream_s += now - route.answered_at
+        if self.req.stream and route.routed_at:  # a stream waits on upstream until it ends
+            upstream_s += now - route.routed_at
         self.ledger.record(UsageRecord(
             request_id=self.request_id,
             key_id=self.key.id,

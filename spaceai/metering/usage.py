@@ -23,8 +23,8 @@ def _parse_when(value: str | None) -> datetime | None:
 
 def _row(r: Any) -> dict[str, Any]:
     """A ledger row as the API shows it. ``overhead_ms`` is the gateway's own share of the
-    latency (what was not spent waiting on upstreams, backoff between retries included); it,
-    like the routing fields, is null for rows written before they were recorded."""
+    latency: what was not spent on upstreams (attempts, the backoff between them, a stream
+    until it ended). It, like the routing fields, is null in rows written before 0006."""
     created = r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=UTC)
     upstream = r.upstream_ms
     return {
