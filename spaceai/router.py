@@ -196,55 +196,51 @@ class Router:
     async def _attempts(self, model: ModelConfig, call: Callable[[Provider, ModelConfig], Any],
                         route: Route):
         """Run ``call`` on deployments of the model and its fallbacks until one succeeds,
-        noting in ``route`` how long that took."""
+        noting in ``route`` the retries, fallbacks, serving deployment and time it took."""
+        last: GatewayError | None = None
         began = time.perf_counter()
         try:
-            return await self._try_each(model, call, route)
+            for index, candidate in enumerate(self.candidates(model)):
+                route.fallbacks = index
+                missing = candidate.missing_credential()
+                if missing:
+                    last = GatewayError(503, f"model {candidate.id} is not configured: set "
+                                        f"{missing}", type="service_unavailable",
+                                        code="model_not_configured")
+                    continue
+                provider = self.providers[candidate.provider]
+                tried: set[int] = set()
+                for attempt in range(candidate.max_retries + 1):
+                    if attempt:
+                        route.retries += 1
+                    dep = self._pick(candidate, tried)
+                    tried.add(id(dep))
+                    dep.in_flight += 1
+                    try:
+                        result = await call(provider, dep.config)
+                    except Unfit as exc:  # this fallback cannot honour it: the next may
+                        if candidate is model:
+                            raise
+                        last = last or exc  # the client hears why the model it named failed
+                        break
+                    except UpstreamError as exc:
+                        dep.failed()
+                        last = exc
+                        if not exc.retryable:
+                            raise
+                        if attempt < candidate.max_retries:
+                            await self.sleep(backoff_delay(attempt, exc.retry_after))
+                        continue
+                    finally:
+                        dep.in_flight -= 1
+                    route.deployment = dep.label
+                    dep.succeeded()
+                    return candidate, result
+            assert last is not None
+            raise last
         finally:
             route.routed_at = time.perf_counter()
             route.upstream_s = route.routed_at - began
-
-    async def _try_each(self, model: ModelConfig, call: Callable[[Provider, ModelConfig], Any],
-                        route: Route):
-        """The attempts themselves, noting retries, fallbacks and the serving deployment."""
-        last: GatewayError | None = None
-        for index, candidate in enumerate(self.candidates(model)):
-            route.fallbacks = index
-            missing = candidate.missing_credential()
-            if missing:
-                last = GatewayError(503, f"model {candidate.id} is not configured: set {missing}",
-                                    type="service_unavailable", code="model_not_configured")
-                continue
-            provider = self.providers[candidate.provider]
-            tried: set[int] = set()
-            for attempt in range(candidate.max_retries + 1):
-                if attempt:
-                    route.retries += 1
-                dep = self._pick(candidate, tried)
-                tried.add(id(dep))
-                dep.in_flight += 1
-                try:
-                    result = await call(provider, dep.config)
-                except Unfit as exc:  # this fallback cannot honour the request: the next may
-                    if candidate is model:
-                        raise
-                    last = last or exc  # the client hears why the model it named failed
-                    break
-                except UpstreamError as exc:
-                    dep.failed()
-                    last = exc
-                    if not exc.retryable:
-                        raise
-                    if attempt < candidate.max_retries:
-                        await self.sleep(backoff_delay(attempt, exc.retry_after))
-                    continue
-                finally:
-                    dep.in_flight -= 1
-                route.deployment = dep.label
-                dep.succeeded()
-                return candidate, result
-        assert last is not None
-        raise last
 
     def health(self, model_id: str) -> list[dict[str, Any]]:
         """The health of each deployment of a model (the console's models view)."""

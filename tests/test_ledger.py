@@ -273,6 +273,8 @@ def test_spool_rows_of_every_layout_read_as_the_current_fields():
         assert layouts.decode(line) == (list(values), reservation)
     with pytest.raises(ValueError, match="unknown layout"):
         layouts.decode([layouts.VERSION + 1, "a newer gateway's row"])
+    with pytest.raises(ValueError, match="not a JSON array"):
+        layouts.decode({"request_id": "r1"})
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

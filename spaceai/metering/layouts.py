@@ -53,8 +53,11 @@ def encode(values: tuple[Any, ...], reservation: tuple[Any, Any] | None) -> byte
 def decode(line: list[Any]) -> SpoolRow:
     """A parsed spool line of any layout, as the current layout's values.
 
-    Raises ValueError for a layout this gateway does not know (written by a newer one).
+    Raises ValueError for a line that is no row, or of a layout this gateway does not know
+    (written by a newer one).
     """
+    if not isinstance(line, list):
+        raise ValueError("spool row is not a JSON array")
     head = line[0] if line else None
     if isinstance(head, int) and not isinstance(head, bool):
         positions = _POSITIONS.get(head)

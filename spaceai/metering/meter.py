@@ -154,7 +154,8 @@ def record_turned_away(ledger: Ledger, catalog: Catalog, request_id: str, key: K
         request_id=request_id, key_id=key.id, model=model.id if model else "",
         provider=model.provider if model else "", endpoint=endpoint, status=status,
         http_status=http_status, error=error[:500], streamed=stream,
-        latency_ms=(time.perf_counter() - started) * 1000, model_requested=asked, retries=0,
-        fallbacks=0, upstream_ms=0.0))
+        latency_ms=(time.perf_counter() - started) * 1000,
+        model_requested=asked[:200] if asked else None,  # a client's text: its column's size
+        retries=0, fallbacks=0, upstream_ms=0.0))
     if http_status == 429 and model is not None and isinstance(exc, GatewayError):
         metrics.request_refused(model.id, exc.code, exc.type)
