@@ -31,7 +31,7 @@ import sqlalchemy as sa
 import yaml
 
 from spaceai.keys import KeyStore
-from spaceai.metering.ledger import UsageRecord
+from spaceai.metering.layouts import FIELDS
 from spaceai.metering.ledger_process import Store
 from spaceai.storage.db import create_engine, migrate
 
@@ -40,7 +40,6 @@ MODELS = [("gpt-4o", 0.00003, 0.00006), ("gpt-4o-mini", 0.00000015, 0.0000006),
           ("smollm2-135m-instruct", 0, 0), ("all-minilm-l6-v2", 0, 0)]
 ADMIN = "bench-admin-key"
 BATCH = 5_000
-FIELDS = tuple(UsageRecord.__dataclass_fields__)
 
 
 def fill(url: str, path: str, rows: int, keys: int, days: int) -> tuple[float, list[str]]:
@@ -48,7 +47,7 @@ def fill(url: str, path: str, rows: int, keys: int, days: int) -> tuple[float, l
     migrate(url)
     store = KeyStore(create_engine(url))
     key_ids = [store.create(name=f"team-{i:02d}")[1].id for i in range(keys)]
-    writer = Store("sqlite", path, FIELDS, os.path.dirname(path))
+    writer = Store("sqlite", path, os.path.dirname(path))
     rng = random.Random(42)
     end = datetime.now(UTC)
     span = days * 86_400
@@ -72,7 +71,7 @@ def fill(url: str, path: str, rows: int, keys: int, days: int) -> tuple[float, l
                    "error": None if status == "ok" else "bench", "streamed": rng.random() < 0.3,
                    "latency_ms": latency, "ttft_ms": latency * 0.3,
                    "created_at": at.replace(tzinfo=None).isoformat(" ", "microseconds")}
-            batch.append([row[f] for f in FIELDS])
+            batch.append([row.get(f) for f in FIELDS])
         writer.write(batch)
     seconds = time.perf_counter() - started
     writer.db.close()

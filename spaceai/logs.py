@@ -5,8 +5,9 @@
 (:func:`configure_from_env`, called by the application factory). Every record goes through
 :class:`Redactor`, which blanks API keys (``sk-…``), bearer tokens and the configured secrets
 (admin key, upstream keys) wherever they appear; the access line itself holds only the method,
-the path without its query string, the status, the duration, the request id and the client.
-A 4xx or 5xx answer's line is a warning, so the default level (warning) shows failing clients.
+the path without its query string, the status, the duration, the request id, the client and,
+for a failed answer, why (the error's code and message). A 4xx or 5xx answer's line is a
+warning, so the default level (warning) shows failing clients.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ LEVELS = ("critical", "error", "warning", "info", "debug")
 _KEYS = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)\S+")
 REDACTED = "[redacted]"
+_MAX_ERROR = 300  # characters of an error message in an access line
 
 
 class Redactor(logging.Filter):
@@ -52,6 +54,8 @@ class Redactor(logging.Filter):
         fields = getattr(record, "access", None)
         if fields:
             fields["path"] = self.clean(fields["path"])
+            if "error" in fields:  # it may quote what the client sent
+                fields["error"] = self.clean(fields["error"])
         if record.exc_info and not record.exc_text:
             record.exc_text = self.clean(logging.Formatter().formatException(record.exc_info))
         elif record.exc_text:
@@ -102,10 +106,19 @@ def configure_from_env(secrets: list[str] | None = None) -> bool:
 
 
 def access(method: str, path: str, status: int, started: float, request_id: str,
-           client: tuple | None) -> None:
-    """The access line of one request: info, or warning for a 4xx/5xx answer."""
+           client: tuple | None, error: str | None = None) -> None:
+    """The access line of one request: info, or a warning saying why for a 4xx/5xx answer
+    (``error``: the error's code and message, so an operator sees why a client fails, also
+    when it has no ledger row, as an unknown or revoked key)."""
     duration = round((time.perf_counter() - started) * 1000, 3)
     ip = client[0] if client else None
-    ACCESS.log(logging.WARNING if status >= 400 else logging.INFO, "%s %s %d %.1fms %s", method, path, status, duration, request_id, extra={
-        "access": {"method": method, "path": path, "status": status, "duration_ms": duration,
-                   "request_id": request_id, "client": ip}})
+    level = logging.WARNING if status >= 400 else logging.INFO
+    fields = {"method": method, "path": path, "status": status, "duration_ms": duration,
+              "request_id": request_id, "client": ip}
+    if error is None:
+        ACCESS.log(level, "%s %s %d %.1fms %s", method, path, status, duration, request_id,
+                   extra={"access": fields})
+        return
+    fields["error"] = error = error[:_MAX_ERROR]
+    ACCESS.log(level, "%s %s %d %.1fms %s %s", method, path, status, duration, request_id,
+               error, extra={"access": fields})

@@ -7,7 +7,9 @@ and jitter, honouring Retry-After, then the model's ``fallbacks`` are tried in o
 deployment's own fault (its key refused, its account out of quota, its upstream model unknown)
 is not retried on it: the other deployments are tried at once (within the model's
 ``max_retries + 1`` attempts), then the fallbacks. A stream is only retried before its first
-chunk: once a byte went to the client, a failure is final.
+chunk: once a byte went to the client, a failure is final. What routing took (retries,
+fallbacks, the deployment that served, the time spent waiting on upstreams) is noted in the
+request's :class:`Route`, for its ledger row.
 """
 
 from __future__ import annotations
@@ -34,13 +36,39 @@ _FAILS_TO_COOL = 3
 _RECENT = 50  # attempts a deployment's recent error rate is taken over
 
 
+@dataclasses.dataclass(slots=True)
+class Route:
+    """What routing one request took, noted by the router as it goes (the ledger row's).
+
+    ``upstream_s`` runs from the first attempt to the serving answer (for a stream, its first
+    chunk) or the last failure: every attempt, and the backoff between them, is time spent on
+    upstreams, not the gateway's own. A stream keeps waiting on its upstream from
+    ``routed_at`` until it ends.
+    """
+
+    retries: int = 0  # attempts after the first on a model, over the whole chain
+    fallbacks: int = 0  # models of the fallback chain moved on to
+    upstream_s: float = 0.0
+    routed_at: float = 0.0  # time.perf_counter() when routing ended, 0 before
+    deployment: str | None = None  # the serving deployment's upstream, no credentials
+
+
+def _origin(config: ModelConfig) -> str | None:
+    """scheme://host[:port] of a deployment's upstream: where it is, without credentials."""
+    url = urlsplit(config.base_url or "")
+    if not url.scheme:
+        return None
+    return f"{url.scheme}://{url.hostname or ''}{':' + str(url.port) if url.port else ''}"
+
+
 class Deployment:
     """One way to reach a model, with its in-flight count and health."""
 
-    __slots__ = ("config", "in_flight", "failures", "cool_until", "recent")
+    __slots__ = ("config", "label", "in_flight", "failures", "cool_until", "recent")
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, label: str | None) -> None:
         self.config = config
+        self.label = label  # named in the ledger rows it serves
         self.in_flight = 0
         self.failures = 0
         self.cool_until = 0.0
@@ -52,11 +80,8 @@ class Deployment:
 
     def health(self) -> dict[str, Any]:
         """What an operator sees of it: where (no credentials), load, cool-down, error rate."""
-        url = urlsplit(self.config.base_url or "")
         recent = self.recent
-        return {"upstream": f"{url.scheme}://{url.hostname or ''}"
-                            f"{':' + str(url.port) if url.port else ''}" if url.scheme else None,
-                "in_flight": self.in_flight,
+        return {"upstream": _origin(self.config), "in_flight": self.in_flight,
                 "cooling_down_s": round(max(0.0, self.cool_until - time.monotonic()), 1),
                 "recent_attempts": len(recent),
                 "recent_error_rate": round(sum(recent) / len(recent), 3) if recent else None}
@@ -70,16 +95,19 @@ class Deployment:
 
 
 def _deployments(model: ModelConfig) -> list[Deployment]:
+    """A model's deployments, each labelled by its upstream (numbered where two share one)."""
     if not model.deployments:
-        return [Deployment(model)]
-    out = []
+        return [Deployment(model, _origin(model))]
+    configs = []
     for d in model.deployments:
         fields = {k: v for k, v in d.items() if k in ("base_url", "api_key", "upstream_model",
                                                        "timeout_s", "connect_timeout_s",
                                                        "first_byte_timeout_s",
                                                        "stream_idle_timeout_s")}
-        out.append(Deployment(dataclasses.replace(model, deployments=[], **fields)))
-    return out
+        configs.append(dataclasses.replace(model, deployments=[], **fields))
+    origins = [_origin(c) for c in configs]
+    return [Deployment(c, o if origins.count(o) == 1 else f"{o or model.id}#{i + 1}")
+            for i, (c, o) in enumerate(zip(configs, origins, strict=True))]
 
 
 async def first_chunk(it: AsyncIterator[Any], model: ModelConfig) -> Any:
@@ -168,46 +196,58 @@ class Router:
         healthy = [d for d in fresh if d.cool_until <= now] or fresh
         return min(healthy, key=lambda d: d.in_flight)
 
-    async def _attempts(self, model: ModelConfig, call: Callable[[Provider, ModelConfig], Any]):
-        """Run ``call`` on deployments of the model and its fallbacks until one succeeds."""
+    async def _attempts(self, model: ModelConfig, call: Callable[[Provider, ModelConfig], Any],
+                        route: Route):
+        """Run ``call`` on deployments of the model and its fallbacks until one succeeds,
+        noting in ``route`` the retries, fallbacks, serving deployment and time it took."""
         last: GatewayError | None = None
-        for candidate in self.candidates(model):
-            missing = candidate.missing_credential()
-            if missing:
-                last = GatewayError(503, f"model {candidate.id} is not configured: set {missing}",
-                                    type="service_unavailable", code="model_not_configured")
-                continue
-            provider = self.providers[candidate.provider]
-            tried: set[int] = set()
-            for attempt in range(candidate.max_retries + 1):
-                dep = self._pick(candidate, tried)
-                tried.add(id(dep))
-                dep.in_flight += 1
-                try:
-                    result = await call(provider, dep.config)
-                except Unfit as exc:  # this fallback cannot honour the request: the next may
-                    if candidate is model:
-                        raise
-                    last = last or exc  # the client hears why the model it named failed
-                    break
-                except UpstreamError as exc:
-                    dep.failed()
-                    last = exc
-                    if exc.retryable:
-                        if attempt < candidate.max_retries:
-                            await self.sleep(backoff_delay(attempt, exc.retry_after))
-                        continue
-                    if not exc.deployment_fault:
-                        raise
-                    if len(tried) == len(self._deployments[candidate.id]):
-                        break  # every deployment refused: the fallbacks may serve
-                    continue  # another deployment (its own key, account, upstream model)
-                finally:
-                    dep.in_flight -= 1
-                dep.succeeded()
-                return candidate, result
-        assert last is not None
-        raise last
+        began = time.perf_counter()
+        try:
+            for index, candidate in enumerate(self.candidates(model)):
+                route.fallbacks = index
+                missing = candidate.missing_credential()
+                if missing:
+                    last = GatewayError(503, f"model {candidate.id} is not configured: set "
+                                        f"{missing}", type="service_unavailable",
+                                        code="model_not_configured")
+                    continue
+                provider = self.providers[candidate.provider]
+                tried: set[int] = set()
+                for attempt in range(candidate.max_retries + 1):
+                    if attempt:
+                        route.retries += 1
+                    dep = self._pick(candidate, tried)
+                    tried.add(id(dep))
+                    dep.in_flight += 1
+                    try:
+                        result = await call(provider, dep.config)
+                    except Unfit as exc:  # this fallback cannot honour it: the next may
+                        if candidate is model:
+                            raise
+                        last = last or exc  # the client hears why the model it named failed
+                        break
+                    except UpstreamError as exc:
+                        dep.failed()
+                        last = exc
+                        if exc.retryable:
+                            if attempt < candidate.max_retries:
+                                await self.sleep(backoff_delay(attempt, exc.retry_after))
+                            continue
+                        if not exc.deployment_fault:
+                            raise
+                        if len(tried) == len(self._deployments[candidate.id]):
+                            break  # every deployment refused: the fallbacks may serve
+                        continue  # another deployment (its own key, account, upstream model)
+                    finally:
+                        dep.in_flight -= 1
+                    route.deployment = dep.label
+                    dep.succeeded()
+                    return candidate, result
+            assert last is not None
+            raise last
+        finally:
+            route.routed_at = time.perf_counter()
+            route.upstream_s = route.routed_at - began
 
     def health(self, model_id: str) -> list[dict[str, Any]]:
         """The health of each deployment of a model (the console's models view)."""
@@ -219,19 +259,20 @@ class Router:
                 return dep
         return None
 
-    async def run(self, model: ModelConfig, call: Callable[[Provider, ModelConfig], Any]
-                  ) -> tuple[ModelConfig, Any]:
+    async def run(self, model: ModelConfig, call: Callable[[Provider, ModelConfig], Any],
+                  route: Route) -> tuple[ModelConfig, Any]:
         """Any provider call, with deployments, retries and fallbacks: (served model, result)."""
-        return await self._attempts(model, call)
+        return await self._attempts(model, call, route)
 
-    async def complete(self, req: ChatRequest, model: ModelConfig
+    async def complete(self, req: ChatRequest, model: ModelConfig, route: Route
                        ) -> tuple[ModelConfig, dict[str, Any]]:
         """A non-streaming answer: (the model that served it, the OpenAI-shaped body)."""
         if req.prompt is not None:
-            return await self._attempts(model, lambda p, m: p.completion(fit(req, m).req, m))
-        return await self._attempts(model, lambda p, m: p.chat(fit(req, m).req, m))
+            return await self._attempts(
+                model, lambda p, m: p.completion(fit(req, m).req, m), route)
+        return await self._attempts(model, lambda p, m: p.chat(fit(req, m).req, m), route)
 
-    async def open_stream(self, req: ChatRequest, model: ModelConfig
+    async def open_stream(self, req: ChatRequest, model: ModelConfig, route: Route
                           ) -> tuple[ModelConfig, dict[str, Any], AsyncIterator[dict[str, Any]]]:
         """Start a stream: (model serving it, its first chunk, the iterator of the rest).
 
@@ -247,7 +288,7 @@ class Router:
             chunk = await first_chunk(it, m)
             return chunk, self.track(it, m)
 
-        served, (chunk, it) = await self._attempts(model, first)
+        served, (chunk, it) = await self._attempts(model, first, route)
         return served, chunk, it
 
     def track(self, it: AsyncIterator[Any], config: ModelConfig) -> AsyncIterator[Any]:

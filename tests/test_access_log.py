@@ -70,10 +70,14 @@ def test_json_access_log_has_one_line_per_request_and_no_secret(tmp_path, fake):
         call("GET", f"/v1/models/{secret}", headers=auth)  # a secret where a path goes
         call("GET", f"/admin/usage?key={secret}", headers=admin)
         call("GET", "/nope")
+        gone = call("POST", "/admin/keys", headers=admin, json={"name": "gone"}).json()
+        call("DELETE", f"/admin/keys/{gone['id']}", headers=admin)
+        call("POST", "/v1/chat/completions", headers={"Authorization": f"Bearer {gone['key']}"},
+             json={"model": "gpt-4o", "messages": PROMPT})
     finally:
         _stop(proc, log)
     text = (tmp_path / "stderr.log").read_text()
-    for leaked in (ADMIN, UPSTREAM_SECRET, secret, "sk-space-wrongwrongwrong"):
+    for leaked in (ADMIN, UPSTREAM_SECRET, secret, gone["key"], "sk-space-wrongwrongwrong"):
         assert leaked not in text
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     assert len(lines) == len([line for line in text.splitlines() if line.strip()]), text
@@ -83,9 +87,15 @@ def test_json_access_log_has_one_line_per_request_and_no_secret(tmp_path, fake):
     want = [(m, p if secret not in p else p.replace(secret, secret[:9] + "…[redacted]"), s, rid)
             for m, p, s, rid in sent]
     assert got == want
-    assert [s for _, _, s, _ in got] == [201, 200, 200, 401, 404, 200, 404]
+    assert [s for _, _, s, _ in got] == [201, 200, 200, 401, 404, 200, 404, 201, 200, 401]
     assert all(e["duration_ms"] >= 0 and e["client"] == "127.0.0.1" for e in access)
     assert all(e["level"] == ("warning" if e["status"] >= 400 else "info") for e in access)
+    # a failed answer says why: an unknown or revoked key has no ledger row, only this line
+    assert [e.get("error") for e in access if e["status"] == 401] == [
+        "invalid_api_key: Incorrect API key provided.",
+        "invalid_api_key: This API key has been revoked."]
+    assert all("error" not in e for e in access if e["status"] < 400)
+    assert all(e["error"] in e["message"] for e in access if e["status"] >= 400)
 
 
 def test_text_access_log_at_info_and_none_at_warning(tmp_path, fake):
@@ -118,8 +128,9 @@ def test_text_access_log_at_info_and_none_at_warning(tmp_path, fake):
     # only the failures, as warnings: the operator sees the clients that fail
     assert len(access) == 2, text
     assert "WARNING" in access[0] and "POST /v1/chat/completions 400" in access[0]
-    assert bad.headers["x-request-id"] in access[0]
+    assert bad.headers["x-request-id"] in access[0] and "Invalid type for 'messages'" in access[0]
     assert "POST /v1/chat/completions 401" in access[1]
+    assert "invalid_api_key: Incorrect API key provided." in access[1]
     assert wrong.headers["x-request-id"] in access[1]
     for leaked in (ADMIN, UPSTREAM_SECRET, created["key"], "sk-space-wrongwrongwrong"):
         assert leaked not in text

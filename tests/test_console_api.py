@@ -17,7 +17,7 @@ from decimal import Decimal
 import httpx
 import pytest
 import sqlalchemy as sa
-from fakes.upstream import Error
+from fakes.upstream import Error, Reply, SlowStream, unused_port
 from support.backends import REDIS_URL, priced_model
 from support.server import GatewayServer
 
@@ -46,8 +46,8 @@ def _traffic(gw: GatewayServer, fake) -> dict[str, str]:
     assert _chat(gw, a).status_code == 502
     poor = gw.create_key(name="poor", budget=0.00001)
     assert _chat(gw, poor).status_code == 429  # over its budget: refused, and recorded
-    # refused before admission: not allowed the model, or no such key (not in the ledger)
-    assert _chat(gw, b, model="gpt-4o").status_code == 403
+    assert _chat(gw, b, model="gpt-4o").status_code == 403  # a model it may not use: too
+    # no such key: no key to record it under (its access line says why)
     assert httpx.post(gw.api_url + "/chat/completions", json={"model": "gpt-4o"},
                       headers={"Authorization": "Bearer sk-space-nope"}).status_code == 401
     return {"a": a, "b": b, "poor": poor}
@@ -103,7 +103,7 @@ def test_rollup_always_agrees_with_the_ledger(tmp_path, fake, pg_url, backend):
         before = _rollup_table(gw.gateway.engine)
         from spaceai.metering.ledger_process import Store, target_of
         kind, target = target_of(gw.gateway.engine.url)
-        store = Store(kind, target, _fields(), str(tmp_path))
+        store = Store(kind, target, str(tmp_path))
         with gw.gateway.engine.connect() as conn:
             rows = conn.execute(sa.text(f"SELECT {', '.join(_fields())} FROM usage")).all()
         assert store.write([list(r) for r in rows]) == []
@@ -112,8 +112,8 @@ def test_rollup_always_agrees_with_the_ledger(tmp_path, fake, pg_url, backend):
 
 
 def _fields() -> tuple[str, ...]:
-    from spaceai.metering.ledger import UsageRecord
-    return tuple(UsageRecord.__dataclass_fields__)
+    from spaceai.metering.layouts import FIELDS
+    return FIELDS
 
 
 def test_overview_figures_equal_the_usage_api_and_the_cli(served, fake, tmp_path):
@@ -128,7 +128,7 @@ def test_overview_figures_equal_the_usage_api_and_the_cli(served, fake, tmp_path
         usage = gw.usage_rows(since=ov["since"])["totals"]
         t = ov["totals"]
         assert {k: t[k] for k in usage} == usage
-        assert sum(b["requests"] for b in ov["buckets"]) == t["requests"] == 11
+        assert sum(b["requests"] for b in ov["buckets"]) == t["requests"] == 12
         assert Decimal(str(t["cost"])) == sum(Decimal(str(b["cost"])) for b in ov["buckets"])
     env = {**os.environ, "SPACEAI_DATABASE_URL": gw.settings.database_url,
            "SPACEAI_CONFIG": gw.settings.config_path}
@@ -148,7 +148,7 @@ def test_overview_figures_equal_the_usage_api_and_the_cli(served, fake, tmp_path
             for m in ov["by_model"]} == per_model
     names = {k["name"] for k in ov["by_key"]}
     assert names == {"team-a", "team-b", "poor"}
-    assert t["errors"] == 2  # the upstream 500 and the budget refusal
+    assert t["errors"] == 3  # the upstream 500, the budget refusal, the model not allowed
     assert t["p50_latency_ms"] is not None and t["p95_latency_ms"] >= t["p50_latency_ms"]
     # filtered to one model
     mini = gw.admin("GET", "/admin/overview", params={"model": "mini"}).json()
@@ -165,9 +165,11 @@ def test_request_log_filters_and_pages_newest_first(served, fake):
     assert ids == sorted(ids, reverse=True)
     rest = gw.admin("GET", "/admin/requests",
                     params={"before": log["next_before"], "limit": 100}).json()
-    assert len(rest["data"]) == 6 and not rest["has_more"]
+    assert len(rest["data"]) == 7 and not rest["has_more"]
     errors = gw.admin("GET", "/admin/requests", params={"status": "error"}).json()["data"]
-    assert sorted(r["http_status"] for r in errors) == [429, 502]
+    assert sorted(r["http_status"] for r in errors) == [403, 429, 502]
+    refused = gw.admin("GET", "/admin/requests", params={"status": "refused"}).json()["data"]
+    assert sorted(r["http_status"] for r in refused) == [403, 429]
     assert [r["http_status"] for r in gw.admin(
         "GET", "/admin/requests", params={"status": "502"}).json()["data"]] == [502]
     mini = gw.admin("GET", "/admin/requests", params={"model": "mini"}).json()["data"]
@@ -188,6 +190,66 @@ def test_request_log_filters_and_pages_newest_first(served, fake):
     models = gw.admin("GET", "/admin/models").json()["data"]
     assert {m["id"] for m in models} == {"gpt-4o", "mini"}
     assert all("pricing" in m and "capabilities" in m for m in models)
+
+
+def test_request_log_shows_how_requests_were_routed_and_which_were_turned_away(
+        tmp_path, fake):
+    """A fallback (its first deployment down), a retried stream and an invalid request of a
+    known key, as the console's request log and overview show them."""
+    dead = f"http://127.0.0.1:{unused_port()}/v1"
+    models = [priced_model(fake), {**priced_model(fake, "primary"), "base_url": dead,
+                                   "fallbacks": ["gpt-4o"]},
+              priced_model(fake, "flaky", max_retries=2)]
+    with GatewayServer(tmp_path, models=models) as gw:
+        secret = gw.create_key(name="routed")
+        key_id = httpx.get(gw.api_url + "/key",
+                           headers={"Authorization": f"Bearer {secret}"}).json()["id"]
+        fake.script(Reply(delay=0.3))
+        fell_back = _chat(gw, secret, model="primary")
+        assert fell_back.status_code == 200 and fell_back.json()["model"] == "gpt-4o"
+        fake.script(Error(500, message="flaky"), SlowStream(delay_per_chunk=0.05, chunks=4))
+        retried = _chat(gw, secret, model="flaky", stream=True,
+                        stream_options={"include_usage": True})
+        assert retried.status_code == 200 and "[DONE]" in retried.text
+        invalid = _chat(gw, secret, model="flaky", max_tokens=-1)
+        assert invalid.status_code == 400
+        log = gw.admin("GET", "/admin/requests", params={"key": key_id}).json()["data"]
+        rows = {r["request_id"]: r for r in log}
+        assert len(rows) == 3
+        row = rows[fell_back.headers["x-request-id"]]
+        assert (row["model_requested"], row["model"], row["fallbacks"], row["retries"],
+                row["status"]) == ("primary", "gpt-4o", 1, 0, "ok")
+        assert row["deployment"] == fake.base_url.rsplit("/", 1)[0]
+        assert row["upstream_ms"] >= 300  # the upstream's own delay
+        row = rows[retried.headers["x-request-id"]]
+        assert (row["model_requested"], row["model"], row["fallbacks"], row["retries"],
+                row["streamed"]) == ("flaky", "flaky", 0, 1, True)
+        assert row["upstream_ms"] >= 150  # a stream waits on its upstream until it ends
+        row = rows[invalid.headers["x-request-id"]]
+        assert (row["status"], row["http_status"], row["model_requested"], row["cost"],
+                row["prompt_tokens"], row["completion_tokens"]) == (
+            "invalid_request", 400, "flaky", 0, 0, 0)
+        assert "max_tokens" in row["error"]
+        for row in log:  # the latency splits into upstream time and the gateway's own
+            assert row["upstream_ms"] + row["overhead_ms"] == pytest.approx(row["latency_ms"],
+                                                                            abs=0.01)
+            assert row["overhead_ms"] >= 0
+        # filters: the new statuses, and a model asked for as well as one that served
+        bad = gw.admin("GET", "/admin/requests", params={"status": "invalid_request"}).json()
+        assert [r["request_id"] for r in bad["data"]] == [invalid.headers["x-request-id"]]
+        assert [r["http_status"] for r in gw.admin(
+            "GET", "/admin/requests", params={"status": "400"}).json()["data"]] == [400]
+        for model in ("primary", "gpt-4o"):
+            found = gw.admin("GET", "/admin/requests", params={"model": model}).json()["data"]
+            assert [r["request_id"] for r in found] == [fell_back.headers["x-request-id"]]
+        # the invalid request is the key's one error in the overview (from the rollup)
+        ov = gw.admin("GET", "/admin/overview", params={"key": key_id}).json()
+        assert (ov["totals"]["requests"], ov["totals"]["errors"]) == (3, 1)
+        spend = httpx.get(gw.api_url + "/key",
+                          headers={"Authorization": f"Bearer {secret}"}).json()["spend"]
+        streamed = json.loads(retried.text.split("data: ")[-2])["usage"]["cost"]
+        assert Decimal(str(spend)) == Decimal(fell_back.headers["x-spaceai-cost"]) + Decimal(
+            str(streamed))  # the invalid request charged nothing
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres+redis"])
@@ -335,7 +397,7 @@ def test_overview_over_a_month_of_rows_equals_the_ledger_for_every_window(tmp_pa
     url = f"sqlite:///{path}"
     migrate(url)
     engine = create_engine(url)
-    store = Store("sqlite", str(path), _fields(), str(tmp_path))
+    store = Store("sqlite", str(path), str(tmp_path))
     rng = random.Random(3)
     now = datetime.now(UTC)
     rows = []
@@ -350,7 +412,7 @@ def test_overview_over_a_month_of_rows_equals_the_ledger_for_every_window(tmp_pa
                "cached_tokens": 0, "cost_nanos": rng.randint(0, 10**6), "error": None,
                "streamed": False, "latency_ms": rng.random() * 500, "ttft_ms": None,
                "created_at": at.replace(tzinfo=None).isoformat(" ", "microseconds")}
-        rows.append([row[f] for f in _fields()])
+        rows.append([row.get(f) for f in _fields()])
     store.write(rows)
     _assert_agree(engine)
     for window, bucket in (("24h", "hour"), ("24h", "day"), ("7d", "hour"), ("7d", "day"),

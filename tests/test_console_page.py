@@ -4,7 +4,8 @@ A gateway with two priced models on a fake OpenAI upstream gets a scripted mix o
 (several keys and models, an upstream error, a budget refusal); then, in the browser: sign in,
 read the overview's figures and charts, create a key and use it with the openai SDK, find that
 request in the log with its tokens and cost, edit its budget down and see the next request
-refused, revoke it. Screenshots at desktop and 375 px wide go to ``tests/artifacts/``.
+refused, revoke it; a fallback, a retried request and an invalid one in the request log, with
+how each was routed. Screenshots at desktop and 375 px wide go to ``tests/artifacts/``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ if not Path(CHROMIUM).exists():
 sync_api = require_module("playwright.sync_api")
 openai = require_module("openai")
 
-from fakes.upstream import Error  # noqa: E402
+from fakes.upstream import Error, Reply, unused_port  # noqa: E402
 from support.backends import priced_model  # noqa: E402
 from support.server import ADMIN_KEY, GatewayServer  # noqa: E402
 
@@ -339,3 +340,77 @@ def test_models_view_lists_the_catalog_with_prices(console, gw):
     assert ADMIN_KEY not in html
     assert httpx.get(gw.base_url + "/console/nope.js").status_code == 404
     c.assert_clean()
+
+
+def test_request_log_shows_fallbacks_retries_and_invalid_requests(console, tmp_path, fake):
+    dead = f"http://127.0.0.1:{unused_port()}/v1"
+    models = [priced_model(fake), {**priced_model(fake, "primary"), "base_url": dead,
+                                   "fallbacks": ["gpt-4o"]},
+              priced_model(fake, "flaky", max_retries=1)]
+    with GatewayServer(tmp_path, models=models) as server:
+        secret = server.create_key(name="routing")
+        fake.script(Reply(delay=0.2))
+        fell_back = _chat(server, secret, model="primary")
+        assert fell_back.status_code == 200 and fell_back.json()["model"] == "gpt-4o"
+        fake.script(Error(500, message="once"))
+        retried = _chat(server, secret, model="flaky")
+        assert retried.status_code == 200
+        invalid = _chat(server, secret, model="flaky", temperature="hot")
+        assert invalid.status_code == 400
+        server.flush_ledger()
+        key_id = httpx.get(server.api_url + "/key",
+                           headers={"Authorization": f"Bearer {secret}"}).json()["id"]
+
+        c = console(server)
+        page = c.sign_in()
+        expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+        page.locator("body").press("3")
+        page.locator("#request-filters").get_by_label("Key").select_option(key_id)
+        rows = page.locator("#table-requests tbody tr")
+        expect(rows).to_have_count(3)
+
+        def row(response: httpx.Response):
+            return page.locator(
+                f'#table-requests tr[data-request-id="{response.headers["x-request-id"]}"]')
+
+        # the model asked for, then the fallback that served it; no retry, one fallback
+        expect(row(fell_back).locator("[data-served-by]")).to_have_text("primary → gpt-4o")
+        expect(row(fell_back).locator("[data-routing]")).to_have_text("0 / 1")
+        expect(row(fell_back).locator("[data-upstream]")).to_contain_text(" ms")
+        expect(row(fell_back).locator("[data-overhead]")).to_contain_text(" ms")
+        expect(row(retried).locator("[data-routing]")).to_have_text("1 / 0")
+        expect(row(retried).locator("[data-served-by]")).to_have_count(0)  # served as asked
+        # turned away before a model: in the log, as the client's error, at no cost
+        expect(row(invalid)).to_contain_text("400 invalid_request")
+        expect(row(invalid)).to_contain_text("flaky")
+        expect(row(invalid).locator("[data-cost]")).to_have_text("$0.00")
+        shot(page, "console-requests-routing-desktop.png", full_page=True)
+
+        row(fell_back).click()
+        details = page.locator("#request-details")
+        for field, text in (("model_requested", "primary"), ("model", "gpt-4o"),
+                            ("fallbacks", "1"), ("retries", "0")):
+            expect(details.locator(f"[data-field={field}]")).to_have_text(text)
+        for field in ("upstream_ms", "overhead_ms", "latency_ms"):
+            expect(details.locator(f"[data-field={field}]")).to_contain_text(" ms")
+        expect(details.locator("[data-field=deployment]")).to_have_text(
+            fake.base_url.rsplit("/", 1)[0])
+        shot(page, "console-request-routing-details-desktop.png")
+        page.keyboard.press("Escape")
+
+        # the status filter has the new failure status
+        page.locator("#request-filters").get_by_label("Status").select_option("invalid_request")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_have_attribute("data-request-id", invalid.headers["x-request-id"])
+        c.assert_clean()
+
+        phone = console(server, viewport=PHONE)
+        page = phone.sign_in()
+        expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+        page.locator("body").press("3")
+        expect(page.locator("#table-requests tbody tr")).to_have_count(3)
+        page.wait_for_timeout(100)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"page is {width}px wide"
+        shot(page, "console-requests-routing-375.png", full_page=True)
+        phone.assert_clean()

@@ -66,6 +66,12 @@ def test_upstream_500_is_retried_then_served(gw, client):
     assert len(gw.fake.requests) - n == 3 and time.monotonic() - t < 5
     r = row(gw, raw.headers["x-request-id"])
     assert (r["status"], r["prompt_tokens"], r["completion_tokens"]) == ("ok", 5, 3)
+    assert (r["retries"], r["fallbacks"], r["model_requested"]) == (2, 0, "retrying")
+    assert r["deployment"] == gw.fake.base_url.rsplit("/", 1)[0]
+    # three upstream calls and the backoff between them: upstream time, not the gateway's
+    assert 0 < r["upstream_ms"] < r["latency_ms"]
+    assert r["overhead_ms"] < r["upstream_ms"]
+    assert r["upstream_ms"] + r["overhead_ms"] == pytest.approx(r["latency_ms"], abs=0.01)
 
 
 def test_429_retry_after_is_honoured(gw, client):
@@ -83,6 +89,7 @@ def test_retries_exhausted_give_a_clear_error(gw, client):
     assert "retrying" in e.value.message and e.value.status_code == 503
     r = row(gw, e.value.response.headers["x-request-id"])
     assert r["status"] == "upstream_error" and r["completion_tokens"] == 0 and r["cost"] == 0
+    assert (r["retries"], r["deployment"]) == (2, None)  # none served it
 
 
 def test_connection_refused_is_a_502_within_bounds(gw, client):
@@ -96,7 +103,9 @@ def test_connection_refused_is_a_502_within_bounds(gw, client):
 def test_fallback_model_serves_when_the_first_fails(gw, client):
     raw = client.chat.completions.with_raw_response.create(model="falls-back", messages=MSG)
     assert raw.parse().model == "backup"
-    assert row(gw, raw.headers["x-request-id"])["model"] == "backup"
+    r = row(gw, raw.headers["x-request-id"])
+    assert (r["model_requested"], r["model"], r["fallbacks"], r["retries"]) == (
+        "falls-back", "backup", 1, 0)
 
 
 def test_dead_deployment_is_skipped_and_cooled_down(gw, client):
@@ -165,7 +174,7 @@ def test_client_disconnect_cancels_upstream_and_bills_what_was_produced(gw, clie
 async def test_streams_count_as_in_flight_until_they_end():
     """Least-in-flight balancing sees a long stream for its whole length."""
     from spaceai.catalog import Catalog
-    from spaceai.router import Router
+    from spaceai.router import Route, Router
 
     class Provider:
         name = "openai"
@@ -181,10 +190,12 @@ async def test_streams_count_as_in_flight_until_they_end():
     from spaceai.types import ChatRequest
 
     req = ChatRequest(model="m", messages=[{"role": "user", "content": "x"}], stream=True)
-    _, _, first = await router.open_stream(req, catalog.get("m"))
-    _, _, second = await router.open_stream(req, catalog.get("m"))
+    routes = Route(), Route()
+    _, _, first = await router.open_stream(req, catalog.get("m"), routes[0])
+    _, _, second = await router.open_stream(req, catalog.get("m"), routes[1])
     deps = router._deployments["m"]
     assert sorted(d.in_flight for d in deps) == [1, 1]  # balanced: one stream on each
+    assert sorted(r.deployment for r in routes) == ["http://a", "http://b"]
     assert [c async for c in first]  # runs to its end
     await second.aclose()
     assert [d.in_flight for d in deps] == [0, 0]

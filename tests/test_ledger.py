@@ -249,3 +249,72 @@ def test_rows_survive_the_writer_process_being_killed(tmp_path):
     with engine.connect() as conn:
         n, total = conn.execute(sa.text("SELECT count(*), sum(prompt_tokens) FROM usage")).one()
     assert n == 120 and total == sum(range(120))
+
+
+def test_spool_rows_of_every_layout_read_as_the_current_fields():
+    """Old spool lines (no version, fewer fields) and current ones decode to the same shape:
+    the fields an old layout lacked are null, a reservation is found after any layout."""
+    import orjson
+
+    from spaceai.metering import layouts
+    from spaceai.metering.ledger import UsageRecord
+
+    # a field added to the record without a new layout would be lost from the spool
+    assert tuple(UsageRecord.__dataclass_fields__) == layouts.FIELDS
+    first = layouts.LAYOUTS[1]
+    old = [f"v-{name}" for name in first]
+    want = [f"v-{name}" if name in first else None for name in layouts.FIELDS]
+    assert layouts.decode(old) == (want, None)
+    assert layouts.decode([*old, "adm_1", "2026-11"]) == (want, ("adm_1", "2026-11"))
+    values = tuple(f"now-{name}" for name in layouts.FIELDS)
+    for reservation in (None, ("adm_2", "all")):
+        line = orjson.loads(layouts.encode(values, reservation))
+        assert line[0] == layouts.VERSION
+        assert layouts.decode(line) == (list(values), reservation)
+    with pytest.raises(ValueError, match="unknown layout"):
+        layouts.decode([layouts.VERSION + 1, "a newer gateway's row"])
+    with pytest.raises(ValueError, match="not a JSON array"):
+        layouts.decode({"request_id": "r1"})
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_migration_0006_adds_the_routing_columns_to_existing_rows_and_downgrades(
+        tmp_path, backend):
+    from alembic import command
+    from alembic.config import Config
+    from support.backends import drop_database, postgres_url
+
+    from spaceai.storage.db import MIGRATIONS, create_engine, migrate, normalize_url
+
+    url = f"sqlite:///{tmp_path}/old.db" if backend == "sqlite" else postgres_url()
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", normalize_url(url))
+    routing = {"model_requested", "deployment", "retries", "fallbacks", "upstream_ms"}
+    try:
+        command.upgrade(cfg, "0005")
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO usage (request_id, key_id, model, provider, endpoint, prompt_tokens,"
+                " completion_tokens, cached_tokens, cost_nanos, status, http_status, streamed,"
+                " latency_ms, created_at) VALUES ('before-0006', NULL, 'gpt-4o', 'openai',"
+                " '/v1/chat/completions', 5, 3, 0, 42, 'ok', 200, false, 10.5,"
+                " '2026-11-20 10:00:00')"))
+        migrate(url)
+        with engine.connect() as conn:
+            row = conn.execute(sa.text(
+                "SELECT request_id, cost_nanos, model_requested, deployment, retries, fallbacks,"
+                " upstream_ms FROM usage")).one()
+        assert tuple(row) == ("before-0006", 42, None, None, None, None, None)
+        engine.dispose()
+        command.downgrade(cfg, "0005")
+        engine = create_engine(url)
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("usage")}
+        assert not routing & columns and "latency_ms" in columns
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM usage")).scalar() == 1
+        engine.dispose()
+    finally:
+        if backend != "sqlite":
+            drop_database(url)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -285,3 +286,70 @@ def test_row_the_database_refuses_goes_to_dead_letters_alone(pg_url, tmp_path):
         dead = conn.execute(sa.text("SELECT request_id, reason FROM usage_dead_letters")).all()
     assert [d[0] for d in dead] == ["bad"] and dead[0][1]
     assert health["dead_letters"] == 1
+
+
+def test_a_spool_left_before_an_upgrade_is_replayed_and_settled_once(tmp_path, fake, pg_url):
+    """A gateway killed before the upgrade left a segment in the first, unversioned row
+    layout: the upgraded gateway writes its rows at start-up (the fields that layout lacked
+    null) and settles their budget reservation in Redis exactly once, even when the segment
+    is replayed a second time."""
+    import orjson
+    from support.server import GatewayServer
+
+    from spaceai.catalog import Catalog
+    from spaceai.keys import KeyStore
+    from spaceai.limits.shared import RedisControl, redis_keys
+    from spaceai.metering.ledger_process import target_of
+    from spaceai.metering.spool import spool_dir
+    from spaceai.storage.db import create_engine, migrate
+    from spaceai.types import ChatRequest
+
+    migrate(pg_url)
+    engine = create_engine(pg_url)
+    secret, key = KeyStore(engine).create(name="before-upgrade", budget=1.0)
+    model = Catalog.from_dicts([priced_model(fake)]).get("gpt-4o")
+
+    async def admit():  # the dead gateway's admission: a reservation left open in Redis
+        control = RedisControl(REDIS_URL, engine)
+        try:
+            return await control.admit(key, model, ChatRequest(
+                model="gpt-4o", messages=PROMPT, params={"max_tokens": 5}))
+        finally:
+            await control.close()
+
+    admission = asyncio.run(admit())
+    cost = 123_456
+    at = "2026-11-20T10:00:00.123456+00:00"
+    # the old gateway's bytes: its 16 fields in order, then admission id and budget period
+    served = ["old-served", key.id, "gpt-4o", "openai", "/v1/chat/completions", "ok", 200, 10,
+              3, 0, cost, None, False, 12.5, None, at, admission.id, admission.period]
+    refused = ["old-refused", key.id, "gpt-4o", "openai", "/v1/chat/completions", "refused",
+               429, 0, 0, 0, 0, "over budget", False, 0.4, None, at]
+    folder = tmp_path / "spool"
+    segment = Path(spool_dir(str(folder), target_of(engine.url)[1])) / "4242-0ld0-000001.spool"
+    spool = b"".join(orjson.dumps(row) + b"\n" for row in (served, refused))
+    r = redis.Redis.from_url(REDIS_URL)
+    spend_key, reserved_key, reservations_key = redis_keys(key.id, admission.period)[:3]
+    assert r.hexists(reservations_key, admission.id) and int(r.get(reserved_key)) > 0
+
+    for _ in range(2):  # the second time: as if a crash came before the segment was removed
+        segment.write_bytes(spool)
+        with GatewayServer(tmp_path, models=[priced_model(fake)], database_url=pg_url,
+                           redis_url=REDIS_URL, settings={"ledger_dir": str(folder)}) as gw:
+            assert not segment.exists()
+            me = httpx.get(gw.api_url + "/key", headers={"Authorization": f"Bearer {secret}"})
+            assert round(me.json()["spend"] * NANOS_PER_USD) == cost
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT request_id, status, cost_nanos, model_requested, retries, fallbacks,"
+                " upstream_ms, deployment FROM usage WHERE key_id = :k ORDER BY request_id"),
+                {"k": key.id}).all()
+            spend = conn.execute(sa.text("SELECT spend_nanos FROM api_keys WHERE id = :k"),
+                                 {"k": key.id}).scalar()
+        assert [tuple(row) for row in rows] == [
+            ("old-refused", "refused", 0, None, None, None, None, None),
+            ("old-served", "ok", cost, None, None, None, None, None)]
+        assert spend == cost
+        assert int(r.get(spend_key)) == cost  # settled once, not per replay
+        assert not r.hexists(reservations_key, admission.id) and int(r.get(reserved_key)) == 0
+    engine.dispose()

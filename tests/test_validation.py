@@ -4,7 +4,8 @@ Regressions for the 500s an attack found: huge integers written as floats, JSON 
 deeply to re-encode, tool_calls on a user message, out-of-range admin fields and CLI options.
 Each refused request must leave the key's budget untouched: no reservation is taken, so a
 key with a tiny budget still gets a normal request through afterwards, and no phantom spend
-shows in /admin/usage.
+shows in /admin/usage; it is in the ledger, as an ``invalid_request`` row that cost nothing,
+so the operator sees the client that sends it.
 """
 
 from __future__ import annotations
@@ -74,15 +75,24 @@ def assert_anthropic_400(r: httpx.Response, param: str) -> dict:
     return body["error"]
 
 
-def assert_budget_untouched(gw, key: str, key_id: str) -> None:
-    """A normal request is still admitted, and the key's spend is that request's cost alone."""
+def assert_budget_untouched(gw, key: str, key_id: str, asked: str | None = "gpt-4o") -> None:
+    """A normal request is still admitted, the key's spend is that request's cost alone, and
+    each bad request is in the ledger (the console's request log) at no cost, naming the
+    model it ``asked`` for (None: its body could not be read)."""
     r = post(gw, "/v1/chat/completions", NORMAL, key)
     assert r.status_code == 200, r.text
     cost = Decimal(r.headers["x-spaceai-cost"])
     gw.flush_ledger()
-    usage = gw.usage_rows(key=key_id)
+    usage = gw.usage_rows(key=key_id, limit=1000)
     assert Decimal(str(usage["totals"]["cost"])) == cost
-    assert [row["http_status"] for row in usage["data"]] == [200]  # refused before admission
+    served, *refused = usage["data"]  # newest first
+    assert served["http_status"] == 200 and refused
+    for row in refused:  # turned away before admission: no model reached, nothing charged
+        assert (row["status"], row["http_status"], row["cost"], row["prompt_tokens"],
+                row["completion_tokens"], row["retries"], row["upstream_ms"]) == (
+            "invalid_request", 400, 0, 0, 0, 0, 0), row
+        assert row["error"] and row["model_requested"] == asked
+        assert row["model"] == (asked or "")
     own = httpx.get(gw.api_url + "/key", headers={"Authorization": f"Bearer {key}"}).json()
     assert Decimal(str(own["spend"])) == cost
 
@@ -174,7 +184,7 @@ def test_json_nested_too_deeply_is_a_400_and_takes_no_reservation(gw):
     for _ in range(ATTEMPTS):
         err = assert_openai_400(post(gw, "/v1/chat/completions", body, key), "metadata")
         assert err["code"] == "nested_too_deeply" and "nested too deeply" in err["message"]
-    assert_budget_untouched(gw, key, key_id)
+    assert_budget_untouched(gw, key, key_id, asked=None)  # a body not read names no model
 
 
 def test_sixty_four_levels_are_accepted_and_sixty_five_are_not(gw):
@@ -194,7 +204,7 @@ def test_tools_nested_a_thousand_deep_on_messages_are_an_anthropic_400(gw):
         for _ in range(ATTEMPTS // 2):
             error = assert_anthropic_400(post(gw, path, body, key), "tools")
             assert "nested too deeply" in error["message"]
-    assert_budget_untouched(gw, key, key_id)
+    assert_budget_untouched(gw, key, key_id, asked=None)
 
 
 @pytest.mark.parametrize("path", ["/v1/completions", "/v1/embeddings", "/admin/keys"])

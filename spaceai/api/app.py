@@ -21,7 +21,7 @@ from spaceai.api import (
     models,
     responses,
 )
-from spaceai.api.http import ClientGone, Request, error_response, head_response, json_response
+from spaceai.api.http import ClientGone, Request, error_response, head_response
 from spaceai.api.metrics import metrics_endpoint
 from spaceai.api.openapi import openapi_response
 from spaceai.api.pages import docs_page, static_file
@@ -124,6 +124,7 @@ class App:
         rid = request.request_id.encode()
         head = request.method == "HEAD"  # every GET route answers HEAD, without the body
         handler, params, other_method = _route("GET" if head else request.method, request.path)
+        error: GatewayError | None = None
         try:
             if handler is None:
                 if other_method:
@@ -135,33 +136,35 @@ class App:
             response = await handler(self.gw, request)
         except GatewayError as exc:
             await metered.settle_unfinished(exc)
-            if request.path.startswith("/v1/messages"):  # Anthropic's surface, Anthropic's shape
-                response = messages.anthropic_error_response(exc)
-            else:
-                response = error_response(exc)
+            error = exc
         except ClientGone:
             self._finished(request, 499, started)
             return
         except Exception as exc:  # noqa: BLE001 - never leak a traceback to a client
             log.exception("unhandled error on %s %s", request.method, request.path)
             await metered.settle_unfinished(exc)
-            response = json_response(500, GatewayError(
-                500, f"The server had an error processing your request (request id "
-                f"{request.request_id}).", type="server_error").to_dict())
+            error = GatewayError(500, f"The server had an error processing your request "
+                                 f"(request id {request.request_id}).", type="server_error")
+        anthropic = request.path.startswith("/v1/messages")
+        if error is not None:  # in the caller's shape: Anthropic's on its own surface
+            response = (messages.anthropic_error_response(error) if anthropic
+                        else error_response(error))
         response.headers.append((b"x-request-id", rid))
-        if request.path.startswith("/v1/messages"):
+        if anthropic:
             response.headers.append((b"request-id", rid))  # what Anthropic's clients read
         if head:
             response = head_response(response)
         await response.send(send, receive)
-        self._finished(request, response.status, started)
+        self._finished(request, response.status, started, error)
 
-    def _finished(self, request: Request, status: int, started: float) -> None:
-        """The request's access line and span, when they are on."""
+    def _finished(self, request: Request, status: int, started: float,
+                  error: GatewayError | None = None) -> None:
+        """The request's access line (saying why, when it failed) and span, when they are on."""
         # a failed answer (4xx/5xx) is a warning, so the default level shows failing clients
         if ACCESS.isEnabledFor(logging.WARNING if status >= 400 else logging.INFO):
             access(request.method, request.path, status, started, request.request_id,
-                   request.scope.get("client"))
+                   request.scope.get("client"), error and f"{error.code or error.type}: "
+                   f"{error.message}")
         tracer = self.gw.telemetry
         if tracer is not None:
             started_ns = time.time_ns() - int((time.perf_counter() - started) * 1e9)

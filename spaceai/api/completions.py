@@ -29,9 +29,10 @@ async def _complete(gw: Gateway, request: Request, parse, capability: str,  # no
                     endpoint: str) -> Response | StreamResponse:
     started = time.perf_counter()
     key = await gw.key_cache.authenticate(request_token(request))
-    body = await request.json(gw.settings.max_body_bytes)
+    arrival = await metered.arrive(gw, request, key, endpoint, started)
+    body = arrival.body
     req: ChatRequest = parse(body)
-    call = await metered.admit(gw, request.request_id, key, req, capability, endpoint, started)
+    call = await metered.admit(arrival, req, capability)
     log_body = gw.bodies.wanted(key)
     if not req.stream:
         try:

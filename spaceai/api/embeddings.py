@@ -84,9 +84,9 @@ async def embeddings(gw: Gateway, request: Request) -> Response:
     """POST /v1/embeddings."""
     started = time.perf_counter()
     key = await gw.key_cache.authenticate(request_token(request))
-    req = parse_embeddings(await request.json(gw.settings.max_body_bytes))
-    call = await metered.admit(gw, request.request_id, key, req.for_metering(), "embeddings",
-                               ENDPOINT, started)
+    arrival = await metered.arrive(gw, request, key, ENDPOINT, started)
+    req = parse_embeddings(arrival.body)
+    call = await metered.admit(arrival, req.for_metering(), "embeddings")
 
     async def attempt(provider: Provider, model: ModelConfig) -> dict[str, Any]:
         return await provider.embeddings(req, model)

@@ -23,13 +23,12 @@ documents...) is refused with a 400 naming it when the model is not a Claude mod
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from spaceai.api import metered
-from spaceai.api.http import ClientGone, Request, Response, StreamResponse, json_response
+from spaceai.api.http import Request, Response, StreamResponse, json_response
 from spaceai.auth import authorize_model, request_token
 from spaceai.bodies import logged
 from spaceai.catalog import ModelConfig
@@ -50,8 +49,6 @@ from spaceai.providers.base import Provider
 from spaceai.providers.fit import fit
 from spaceai.router import first_chunk
 from spaceai.types import GatewayError, UpstreamError, Usage
-
-log = logging.getLogger("spaceai.api.messages")
 
 ENDPOINT = "/v1/messages"
 
@@ -89,29 +86,24 @@ async def _authenticate(gw: Gateway, request: Request) -> KeyRecord:
 
 
 async def messages(gw: Gateway, request: Request) -> Response | StreamResponse:
-    """POST /v1/messages."""
-    return await _anthropic_errors(_messages, gw, request)
+    """POST /v1/messages (its errors rendered in Anthropic's shape by the app)."""
+    started = time.perf_counter()
+    key = await _authenticate(gw, request)
+    arrival = await metered.arrive(gw, request, key, ENDPOINT, started)
+    body = arrival.body
+    req = messages_to_chat_request(body)
+    call = await metered.admit(arrival, req, "chat",
+                               native=lambda model: gw.providers[model.provider].speaks_messages)
+    headers = _forwarded_headers(request)
+    if req.stream:
+        answer = await _stream(call, body, headers)
+    else:
+        answer = await _answer(call, body, headers)
+    return logged(gw.bodies, request.request_id, key, body, answer)
 
 
 async def count_tokens(gw: Gateway, request: Request) -> Response:
     """POST /v1/messages/count_tokens: ``{"input_tokens": N}`` (free, not metered)."""
-    return await _anthropic_errors(_count_tokens, gw, request)
-
-
-async def _anthropic_errors(handler, gw: Gateway, request: Request):  # noqa: ANN001
-    try:
-        return await handler(gw, request)
-    except GatewayError as exc:
-        return anthropic_error_response(exc)
-    except ClientGone:
-        raise
-    except Exception:  # noqa: BLE001 - never leak a traceback, and keep the shape
-        log.exception("unhandled error on %s", request.path)
-        return anthropic_error_response(GatewayError(
-            500, f"Internal server error (request id {request.request_id}).", type="api_error"))
-
-
-async def _count_tokens(gw: Gateway, request: Request) -> Response:
     key = await _authenticate(gw, request)
     body = await request.json(gw.settings.max_body_bytes)
     if isinstance(body, dict):  # not part of count_tokens; large, for any thinking budget
@@ -134,21 +126,6 @@ async def _count_tokens(gw: Gateway, request: Request) -> Response:
     if tokens is None:
         tokens = max_prompt_tokens(req)
     return json_response(200, {"input_tokens": tokens})
-
-
-async def _messages(gw: Gateway, request: Request) -> Response | StreamResponse:
-    started = time.perf_counter()
-    key = await _authenticate(gw, request)
-    body = await request.json(gw.settings.max_body_bytes)
-    req = messages_to_chat_request(body)
-    call = await metered.admit(gw, request.request_id, key, req, "chat", ENDPOINT, started,
-                               native=lambda model: gw.providers[model.provider].speaks_messages)
-    headers = _forwarded_headers(request)
-    if req.stream:
-        answer = await _stream(call, body, headers)
-    else:
-        answer = await _answer(call, body, headers)
-    return logged(gw.bodies, request.request_id, key, body, answer)
 
 
 # -- non-streaming ---------------------------------------------------------------------------
@@ -196,7 +173,8 @@ async def _stream(call: metered.Call, body: dict[str, Any],
         return native, first, call.gw.router.track(it, model)
 
     try:
-        served, (native, first, rest) = await call.gw.router.run(call.model, attempt)
+        served, (native, first, rest) = await call.gw.router.run(call.model, attempt,
+                                                                    call.meter.route)
     except Exception as exc:
         await metered.failed(call, exc)
         raise

@@ -1,10 +1,12 @@
 """What every model-calling endpoint shares: admission, the router call, and metering.
 
-``/v1/chat/completions``, ``/v1/completions``, ``/v1/messages`` and ``/v1/embeddings`` differ
-only in how they parse a request and render an answer. The steps in between are here, once:
-:func:`admit` (model access, limits and budget reservation, a :class:`Meter`), then
-:func:`complete` / :func:`open_stream` / :func:`run` (the router call, metered whichever way it
-ends), and :func:`metered_chunks` (an opened stream, metered to the last token).
+``/v1/chat/completions``, ``/v1/completions``, ``/v1/messages``, ``/v1/responses`` and
+``/v1/embeddings`` differ only in how they parse a request and render an answer. The steps in
+between are here, once: :func:`arrive` (the body of a known key's request, which from then on
+gets its ledger row however it ends), :func:`admit` (model access, limits and budget
+reservation, a :class:`Meter`), then :func:`complete` / :func:`open_stream` / :func:`run` (the
+router call, metered whichever way it ends), and :func:`metered_chunks` (an opened stream,
+metered to the last token).
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from spaceai.api.http import Headers
+from spaceai.api.http import Headers, Request
 from spaceai.auth import authorize_model
 from spaceai.catalog import ModelConfig
 from spaceai.gateway import Gateway
 from spaceai.keys import KeyRecord
-from spaceai.metering.meter import Meter, record_refusal, status_of, usd, usd_header
+from spaceai.metering.meter import Meter, record_turned_away, status_of, usd, usd_header
 from spaceai.providers.base import Provider
 from spaceai.providers.events import StreamEvent
 from spaceai.providers.fit import fit
@@ -59,39 +61,73 @@ class Call:
                                 "client disconnected before the stream started")
 
 
-# the request this task admitted, so an error anywhere after admission still settles it
-_admitted: ContextVar[Call | None] = ContextVar("spaceai_admitted", default=None)
+@dataclass(slots=True)
+class Arrival:
+    """A request from a known key to a model endpoint, from its body on: what its ledger row
+    needs if it is turned away before a model (bad input, a model it may not use, limits)."""
+
+    gw: Gateway
+    request_id: str
+    key: KeyRecord
+    endpoint: str
+    started: float
+    body: Any = None
+    call: Call | None = None  # once admitted
 
 
-async def admit(gw: Gateway, request_id: str, key: KeyRecord, req: ChatRequest,
-                capability: str, endpoint: str, started: float,
+# the request this task is serving, so an error anywhere after its arrival still records it
+_arrival: ContextVar[Arrival | None] = ContextVar("spaceai_arrival", default=None)
+
+
+async def arrive(gw: Gateway, request: Request, key: KeyRecord, endpoint: str,
+                 started: float) -> Arrival:
+    """Note that ``key`` called a model endpoint, then read the request's JSON body.
+
+    From here on the request gets its one ledger row however it ends: turned away before
+    admission (:func:`settle_unfinished`), or through its meter once admitted.
+    """
+    arrival = Arrival(gw, request.request_id, key, endpoint, started)
+    _arrival.set(arrival)
+    arrival.body = await request.json(gw.settings.max_body_bytes)
+    return arrival
+
+
+async def admit(arrival: Arrival, req: ChatRequest, capability: str,
                 native: Callable[[ModelConfig], bool] | None = None) -> Call:
-    """Authorize the model for ``key``, check it can honour ``req`` (unless ``native`` says
+    """Authorize the model for the key, check it can honour ``req`` (unless ``native`` says
     the body goes to it as it came), pass limits and budget, and start the meter."""
+    gw, key = arrival.gw, arrival.key
     model = authorize_model(key, req.model, gw.catalog, capability)
     dropped = [] if native is not None and native(model) else fit(req, model).dropped
-    try:
-        admission = await gw.control.admit(key, model, req, gw.router.candidates(model))
-    except GatewayError as exc:  # refused by budget or rate limit: still one ledger row
-        record_refusal(gw.ledger, request_id, key, model, req, endpoint, started, exc)
-        raise
-    meter = Meter(gw.ledger, gw.control, request_id, key, model, req, admission, endpoint,
-                  started)
+    admission = await gw.control.admit(key, model, req, gw.router.candidates(model))
+    meter = Meter(gw.ledger, gw.control, arrival.request_id, key, model, req, admission,
+                  arrival.endpoint, arrival.started)
     call = Call(gw, key, model, req, meter, list(admission.headers))
     call.note_dropped(dropped)
-    _admitted.set(call)
+    arrival.call = call
     return call
 
 
 async def settle_unfinished(exc: BaseException) -> None:
-    """Settle this request's meter if an error left it open (called by the app on errors).
+    """Record this request if an error left it unrecorded (called by the app on errors).
 
-    Whatever raised after admission (a bug, a malformed upstream answer), the reservation is
+    Turned away before admission, it gets its row at no cost (:func:`record_turned_away`).
+    Admitted, whatever raised after (a bug, a malformed upstream answer), the reservation is
     released and the request gets its one row, as an error, with what is known of its usage.
     """
-    call = _admitted.get()
-    if call is not None and not call.meter.done:
-        await failed(call, exc)
+    arrival = _arrival.get()
+    if arrival is None:
+        return
+    if arrival.call is None:
+        _arrival.set(None)  # recorded once
+        body = arrival.body if isinstance(arrival.body, dict) else {}
+        asked = body.get("model")
+        record_turned_away(arrival.gw.ledger, arrival.gw.catalog, arrival.request_id,
+                           arrival.key, arrival.endpoint, arrival.started,
+                           asked if isinstance(asked, str) else None, body.get("stream") is True,
+                           exc)
+    elif not arrival.call.meter.done:
+        await failed(arrival.call, exc)
 
 
 async def failed(call: Call, exc: Exception) -> None:
@@ -118,7 +154,7 @@ async def run(call: Call, attempt: Callable[[Provider, ModelConfig], Awaitable[A
     ``x-spaceai-cost`` header to ``call.headers``.
     """
     try:
-        served, result = await call.gw.router.run(call.model, attempt)
+        served, result = await call.gw.router.run(call.model, attempt, call.meter.route)
     except GatewayError as exc:
         await failed(call, exc)
         raise
@@ -130,7 +166,7 @@ async def run(call: Call, attempt: Callable[[Provider, ModelConfig], Awaitable[A
 async def complete(call: Call) -> tuple[ModelConfig, dict[str, Any]]:
     """A non-streaming chat or text completion; its ``usage`` carries the cost."""
     try:
-        served, data = await call.gw.router.complete(call.req, call.model)
+        served, data = await call.gw.router.complete(call.req, call.model, call.meter.route)
     except GatewayError as exc:
         await failed(call, exc)
         raise
@@ -144,7 +180,8 @@ async def complete(call: Call) -> tuple[ModelConfig, dict[str, Any]]:
 async def open_stream(call: Call) -> tuple[ModelConfig, AsyncIterator[StreamEvent]]:
     """Open a stream (retries and fallbacks happen here); its chunks, metered."""
     try:
-        served, first, rest = await call.gw.router.open_stream(call.req, call.model)
+        served, first, rest = await call.gw.router.open_stream(call.req, call.model,
+                                                                    call.meter.route)
     except GatewayError as exc:
         await failed(call, exc)
         raise

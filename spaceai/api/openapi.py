@@ -187,10 +187,15 @@ SPEC["paths"].update({
             {**_query("split"), "schema": {"type": "string", "enum": ["key_id", "model"]},
              "description": "adds series: cost and requests per bucket for each key or model"}])},
     "/admin/requests": {"get": _op(
-        "The request log, newest first: ledger rows with the key's name", auth="admin", params=[
-            _query("key"), _query("model"),
+        "The request log, newest first: ledger rows with the key's name, the model asked for "
+        "(model_requested) and the one that served (model), the deployment, retries and "
+        "fallbacks taken, upstream_ms and overhead_ms (the gateway's own share of latency_ms)",
+        auth="admin", params=[
+            _query("key"),
+            {**_query("model"), "description": "the model asked for, or the one that served"},
             {**_query("status"), "description": "ok, error (anything not ok), a row status "
-                                                "(refused, timeout, ...) or an HTTP status"},
+                                                "(refused, invalid_request, timeout, ...) or an "
+                                                "HTTP status"},
             _query("since"), _query("until"),
             {**_query("before", "integer"), "description": "a row id: the rows older than it "
                                                            "(next_before of the last page)"},

@@ -48,13 +48,14 @@ async def create_response(gw: Gateway, request: Request) -> Response | StreamRes
     """POST /v1/responses (its bodies logged when the operator turns it on)."""
     started, created_at = time.perf_counter(), int(time.time())
     key = await _key(gw, request)
-    body = await request.json(gw.settings.max_body_bytes)
-    answer = await _create_response(gw, request, key, body, started, created_at)
-    return logged(gw.bodies, request.request_id, key, body, answer)
+    arrival = await metered.arrive(gw, request, key, ENDPOINT, started)
+    answer = await _create_response(arrival, created_at)
+    return logged(gw.bodies, request.request_id, key, arrival.body, answer)
 
 
-async def _create_response(gw: Gateway, request: Request, key: KeyRecord, body: Any,
-                           started: float, created_at: int) -> Response | StreamResponse:
+async def _create_response(arrival: metered.Arrival,
+                           created_at: int) -> Response | StreamResponse:
+    gw, key, body = arrival.gw, arrival.key, arrival.body
     history = None
     previous = body.get("previous_response_id") if isinstance(body, dict) else None
     if previous is not None:
@@ -66,8 +67,7 @@ async def _create_response(gw: Gateway, request: Request, key: KeyRecord, body: 
             raise _not_found(previous, "previous_response_id")
         history = stored.history()
     rr = parse_responses(body, history)
-    call = await metered.admit(gw, request.request_id, key, rr.chat, "chat", ENDPOINT, started,
-                               native=is_native)
+    call = await metered.admit(arrival, rr.chat, "chat", native=is_native)
     native = is_native(call.model)
     if not native:
         call.note_dropped(rr.dropped)

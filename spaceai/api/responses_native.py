@@ -95,7 +95,8 @@ async def open_stream(call: metered.Call, rr: ResponsesRequest, body: dict[str, 
         return native, first, call.gw.router.track(it, model)
 
     try:
-        served, (native, first, rest) = await call.gw.router.run(call.model, attempt)
+        served, (native, first, rest) = await call.gw.router.run(call.model, attempt,
+                                                                    call.meter.route)
     except GatewayError as exc:
         await metered.failed(call, exc)
         raise

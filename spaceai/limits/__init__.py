@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from spaceai.config import Settings
+    from spaceai.metering.layouts import SpoolRow
     from spaceai.metering.ledger import Ledger
 
 
@@ -57,7 +58,7 @@ class Control:
     async def spend_nanos(self, key: KeyRecord) -> int:
         return key.spend_nanos
 
-    async def recover(self, rows: list[list]) -> None:
+    async def recover(self, rows: list[SpoolRow]) -> None:
         """Settle the reservations of rows a dead process spooled but may not have settled.
 
         In-process limits start from the database, which has those rows already.

@@ -39,14 +39,14 @@ from spaceai.limits.policy import (
     reservation_ttl_ms,
     spend_in_db,
 )
-from spaceai.metering.ledger import Ledger, UsageRecord
+from spaceai.metering.layouts import FIELDS, SpoolRow
+from spaceai.metering.ledger import Ledger
 from spaceai.types import ChatRequest, GatewayError
 
 log = logging.getLogger("spaceai.limits")
 
 _MONTHLY_TTL_S = 40 * 86400
-_FIELDS = tuple(UsageRecord.__dataclass_fields__)
-_KEY_AT, _COST_AT = _FIELDS.index("key_id"), _FIELDS.index("cost_nanos")
+_KEY_AT, _COST_AT = FIELDS.index("key_id"), FIELDS.index("cost_nanos")
 _MAX_CONNECTIONS = 64
 
 # KEYS: 1 spend, 2 reserved total, 3 reservations (id -> nanos), 4 reservation deadlines,
@@ -266,15 +266,15 @@ class RedisControl(Control):
                 log.exception("lost %d settles (Redis error); reservations expire by deadline",
                               len(batch))
 
-    async def recover(self, rows: list[list]) -> None:
-        width = len(_FIELDS)
+    async def recover(self, rows: list[SpoolRow]) -> None:
         settled = 0
         async with self.redis.pipeline(transaction=False) as pipe:
-            for row in rows:
-                if len(row) < width + 2 or not row[_KEY_AT] or not row[width]:
+            for values, reservation in rows:
+                if reservation is None or not reservation[0] or not values[_KEY_AT]:
                     continue
-                await self._recover(redis_keys(row[_KEY_AT], row[width + 1]),
-                                    [row[width], int(row[_COST_AT] or 0)], client=pipe)
+                admission_id, period = reservation
+                await self._recover(redis_keys(values[_KEY_AT], period),
+                                    [admission_id, int(values[_COST_AT] or 0)], client=pipe)
             if len(pipe):
                 settled = sum(int(r) for r in await pipe.execute())
         if settled:

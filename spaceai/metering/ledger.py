@@ -26,7 +26,7 @@ import orjson
 import sqlalchemy as sa
 
 from spaceai import metrics
-from spaceai.metering import ledger_process
+from spaceai.metering import layouts, ledger_process
 from spaceai.metering.ledger_process import target_of
 from spaceai.metering.spool import Spool, orphans, spool_dir
 
@@ -35,12 +35,16 @@ log = logging.getLogger("spaceai.ledger")
 
 @dataclass(slots=True)
 class UsageRecord:
+    """One request's ledger row. A field added here needs a new spool layout
+    (:data:`layouts.LAYOUTS`), so that spools written before stay readable."""
+
     request_id: str
     key_id: str | None
     model: str
     provider: str
     endpoint: str
-    status: str  # ok | error | upstream_error | timeout | client_disconnected | refused
+    # ok | error | upstream_error | timeout | client_disconnected | refused | invalid_request
+    status: str
     http_status: int
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -50,12 +54,16 @@ class UsageRecord:
     streamed: bool = False
     latency_ms: float = 0.0
     ttft_ms: float | None = None
+    model_requested: str | None = None  # the model the client asked for (``model`` served)
+    deployment: str | None = None  # the upstream that served it (scheme://host:port)
+    retries: int | None = None  # attempts after the first on a model, over the whole chain
+    fallbacks: int | None = None  # models of the fallback chain moved on to
+    upstream_ms: float | None = None  # spent on upstreams: every attempt, backoff, the stream
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-_FIELDS = tuple(UsageRecord.__dataclass_fields__)
-_row_of = operator.attrgetter(*_FIELDS)
-_AT = _FIELDS.index("created_at")
+_row_of = operator.attrgetter(*layouts.FIELDS)
+_AT = layouts.FIELDS.index("created_at")
 
 
 class Ledger:
@@ -91,20 +99,19 @@ class Ledger:
 
     # ------------------------------------------------------------------ start and stop
 
-    def recover(self) -> list[list]:
+    def recover(self) -> list[layouts.SpoolRow]:
         """Write the spools that dead processes left; every row they held (blocking).
 
         Called at start-up, before the gateway admits traffic, so the spend a process reads
         from the database includes every row a crash left behind.
         """
         self._recovered = True
-        fields = tuple(UsageRecord.__dataclass_fields__)
-        rows: list[list] = []
+        found: list[layouts.SpoolRow] = []
         for path, fd in orphans(self.folder):
             try:
-                held, fresh = ledger_process.replay(self.kind, self._target, fields, path,
+                held, fresh = ledger_process.replay(self.kind, self._target, path,
                                                     self.batch_size)
-                rows += held
+                found += held
                 self.replayed += fresh
                 metrics.LEDGER_REPLAYED.inc(fresh)
                 log.warning("ledger: %d rows recovered from %s (%d were not yet written)",
@@ -113,7 +120,7 @@ class Ledger:
                 continue
             finally:
                 os.close(fd)
-        return rows
+        return found
 
     def start(self) -> None:
         """Recover what dead processes left (if not done yet), then start the writer."""
@@ -126,8 +133,7 @@ class Ledger:
     def _spawn(self) -> None:
         """Start (or restart) the writer process, tailing every segment still held."""
         proc = subprocess.Popen(
-            [sys.executable, "-m", "spaceai.metering.ledger_process", self.kind,
-             ",".join(_FIELDS), self.folder, str(self.batch_size), str(self.flush_interval_s),
+            [sys.executable, "-m", "spaceai.metering.ledger_process", self.kind, self.folder, str(self.batch_size), str(self.flush_interval_s),
              str(self.fsync_s)],
             # the database URL may hold a password: the environment, unlike argv, is private
             env={**os.environ, "SPACEAI_LEDGER_TARGET": self._target},
@@ -225,9 +231,7 @@ class Ledger:
                 at = at.astimezone(UTC)
             row = row[:_AT] + (at.replace(tzinfo=None).isoformat(" ", "microseconds"),) + row[
                 _AT + 1:]
-        if reservation is not None:
-            row += reservation
-        self.spool.append(orjson.dumps(row) + b"\n")
+        self.spool.append(layouts.encode(row, reservation))
         if self.spool.size >= self.spool.rotate_bytes:
             self._rotate()
 

@@ -35,16 +35,18 @@ from typing import Any
 
 import orjson
 
-from spaceai.metering import rollup
+from spaceai.metering import layouts, rollup
 
 log = logging.getLogger("spaceai.ledger")
 
 # column bounds of the usage table (see storage/tables.py): a row is repaired to fit them
 _TEXT = {"request_id": 64, "key_id": 32, "model": 200, "provider": 32, "endpoint": 64,
-         "status": 32, "error": 500}
+         "status": 32, "error": 500, "model_requested": 200, "deployment": 200}
 _INT32 = {"prompt_tokens", "completion_tokens", "cached_tokens", "http_status"}
+_NULLABLE_INT32 = {"retries", "fallbacks"}  # null in rows of layouts before they existed
 _INT64 = {"cost_nanos"}
-_FLOAT = {"latency_ms", "ttft_ms"}
+_FLOAT = {"latency_ms"}
+_NULLABLE_FLOAT = {"ttft_ms", "upstream_ms"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _MAX32, _MAX64 = 2**31 - 1, 2**63 - 1
 _SQL_VARS = 500  # request ids looked up per query
@@ -76,10 +78,10 @@ def _bounded_int(value: Any, hi: int) -> int:
 class Store:
     """Idempotent, self-repairing inserts of ledger rows into one database."""
 
-    def __init__(self, kind: str, target: str, fields: tuple[str, ...], spool_dir: str) -> None:
+    def __init__(self, kind: str, target: str, spool_dir: str) -> None:
         self.kind = kind
         self.target = target
-        self.fields = fields
+        self.fields = fields = layouts.FIELDS
         self.spool_dir = spool_dir
         self.width = len(fields)
         self.rid = fields.index("request_id")
@@ -97,18 +99,21 @@ class Store:
             return lambda v: None if v is None else _escape(str(v))[:limit]
         if name in _INT32:
             return lambda v: _bounded_int(v, _MAX32)
+        if name in _NULLABLE_INT32:
+            return lambda v: None if v is None else _bounded_int(v, _MAX32)
         if name in _INT64:
             return lambda v: _bounded_int(v, _MAX64)
-        if name in _FLOAT:
+        if name in _FLOAT or name in _NULLABLE_FLOAT:
+            absent = None if name in _NULLABLE_FLOAT else 0.0
             return lambda v: (float(v) if isinstance(v, int | float) and not isinstance(v, bool)
-                              and math.isfinite(v) else (None if name == "ttft_ms" else 0.0))
+                              and math.isfinite(v) else absent)
         if name == "streamed":
             return bool
         return lambda v: v
 
     def repair(self, row: list) -> list:
-        """The row cut to the table's columns, every value fitting its column."""
-        return [fix(v) for fix, v in zip(self._repairs, row[:self.width], strict=False)]
+        """The row (values in FIELDS order) with every value fitting its column."""
+        return [fix(v) for fix, v in zip(self._repairs, row, strict=False)]
 
     # ------------------------------------------------------------------ connection
 
@@ -276,7 +281,8 @@ class Segment:
         self._mark = os.open(path + ".offset", os.O_WRONLY | os.O_CREAT, 0o600)
 
     def pending(self, limit: int) -> tuple[list[list], int]:
-        """Up to ``limit`` complete rows after the committed offset, and where they end."""
+        """Up to ``limit`` complete rows (values in FIELDS order) after the committed offset,
+        and where they end."""
         self.fh.seek(self.offset)
         rows: list[list] = []
         end = self.offset
@@ -287,9 +293,10 @@ class Segment:
             end += len(line)
             if line.strip():
                 try:
-                    rows.append(orjson.loads(line))
-                except orjson.JSONDecodeError:
-                    log.error("unreadable spool line in %s at %d skipped", self.path, end)
+                    rows.append(layouts.decode(orjson.loads(line)).values)
+                except (orjson.JSONDecodeError, ValueError) as exc:
+                    log.error("unreadable spool line in %s at %d skipped: %s", self.path, end,
+                              exc)
         return rows, end
 
     def commit(self, offset: int) -> None:
@@ -325,19 +332,25 @@ def drain(store: Store, segment: Segment, batch: int) -> list[list]:
         segment.commit(end)
 
 
-def replay(kind: str, target: str, fields: tuple[str, ...], path: str,
-           batch: int = 500) -> tuple[list[list], int]:
+def replay(kind: str, target: str, path: str,
+           batch: int = 500) -> tuple[list[layouts.SpoolRow], int]:
     """Write what an orphaned spool segment holds, then remove it (gateway start-up).
 
     Returns every row the segment held (for the budget counters, which settle them once)
     and the number written now for the first time.
     """
-    store = Store(kind, target, fields, os.path.dirname(path))
+    store = Store(kind, target, os.path.dirname(path))
     segment = Segment(path)
     try:
         inserted = drain(store, segment, batch)
         segment.fh.seek(0)
-        rows = [orjson.loads(line) for line in segment.fh if line.endswith(b"\n") and line.strip()]
+        rows = []
+        for line in segment.fh:
+            if line.endswith(b"\n") and line.strip():
+                try:
+                    rows.append(layouts.decode(orjson.loads(line)))
+                except (orjson.JSONDecodeError, ValueError):
+                    continue  # logged, and skipped, by drain
     finally:
         if store.db is not None:
             store.db.close()
@@ -363,13 +376,13 @@ def _set_idle(idle: bool) -> bool:
         return not idle
 
 
-def main(kind: str, target: str, fields: tuple[str, ...], spool_dir: str, batch: int,
-         interval: float, fsync_s: float) -> None:
+def main(kind: str, target: str, spool_dir: str, batch: int, interval: float,
+         fsync_s: float) -> None:
     """Tail the announced spool segments until told to stop or stdin ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     idle = _set_idle(True)
-    store = Store(kind, target, fields, spool_dir)
+    store = Store(kind, target, spool_dir)
     segments: dict[str, Segment] = {}
     stdin, out = sys.stdin.buffer.raw, sys.stdout.buffer
     buffered = b""
@@ -424,8 +437,8 @@ def main(kind: str, target: str, fields: tuple[str, ...], spool_dir: str, batch:
 
 
 if __name__ == "__main__":
-    _kind, _fields, _dir, _batch, _interval, _fsync = sys.argv[1:7]
+    _kind, _dir, _batch, _interval, _fsync = sys.argv[1:6]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s "
                         "%(message)s")
-    main(_kind, os.environ["SPACEAI_LEDGER_TARGET"], tuple(_fields.split(",")), _dir,
-         int(_batch), float(_interval), float(_fsync))
+    main(_kind, os.environ["SPACEAI_LEDGER_TARGET"], _dir, int(_batch), float(_interval),
+         float(_fsync))

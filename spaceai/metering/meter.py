@@ -9,12 +9,13 @@ from __future__ import annotations
 import time
 
 from spaceai import metrics
-from spaceai.catalog import ModelConfig
+from spaceai.catalog import Catalog, ModelConfig
 from spaceai.keys import KeyRecord
 from spaceai.limits import Admission, Control
 from spaceai.limits.policy import max_output_tokens
 from spaceai.metering.ledger import Ledger, UsageRecord
 from spaceai.metering.tokens import estimate_prompt_tokens
+from spaceai.router import Route
 from spaceai.storage.tables import NANOS_PER_USD
 from spaceai.types import ChatRequest, GatewayError, Usage
 
@@ -49,7 +50,7 @@ class Meter:
     """Measures one admitted request and records it exactly once."""
 
     __slots__ = ("ledger", "control", "request_id", "key", "model", "req", "admission", "endpoint",
-                 "started", "first_token_at", "done", "cost")
+                 "started", "first_token_at", "done", "cost", "route")
 
     def __init__(self, ledger: Ledger, control: Control, request_id: str, key: KeyRecord,
                  model: ModelConfig, req: ChatRequest, admission: Admission, endpoint: str,
@@ -66,6 +67,7 @@ class Meter:
         self.first_token_at: float | None = None
         self.done = False
         self.cost = 0
+        self.route = Route()  # filled in by the router
         metrics.request_started()
 
     def first_token(self) -> None:
@@ -91,6 +93,10 @@ class Meter:
                 usage.prompt_tokens = estimate_prompt_tokens(self.req)
             self.cost = cost_nanos(served, usage)
         now = time.perf_counter()
+        route = self.route
+        upstream_s = route.upstream_s
+        if self.req.stream and route.routed_at:  # a stream waits on upstream until it ends
+            upstream_s += now - route.routed_at
         self.ledger.record(UsageRecord(
             request_id=self.request_id,
             key_id=self.key.id,
@@ -107,6 +113,11 @@ class Meter:
             streamed=self.req.stream,
             latency_ms=(now - self.started) * 1000,
             ttft_ms=(self.first_token_at - self.started) * 1000 if self.first_token_at else None,
+            model_requested=self.model.id,
+            deployment=route.deployment,
+            retries=route.retries,
+            fallbacks=route.fallbacks,
+            upstream_ms=upstream_s * 1000,
         ), (self.admission.id, self.admission.period))
         await self.control.settle(self.admission, usage.total_tokens, self.cost)
         metrics.request_finished(
@@ -116,14 +127,35 @@ class Meter:
         return self.cost
 
 
-def record_refusal(ledger: Ledger, request_id: str, key: KeyRecord, model: ModelConfig,
-                   req: ChatRequest, endpoint: str, started: float, err: GatewayError) -> None:
-    """The ledger row (and metrics) of a request refused at admission: it cost nothing."""
-    refused = err.status == 429
+def turned_away_status(http_status: int) -> str:
+    """The ledger status of a request answered ``http_status`` before it was admitted."""
+    if http_status in (402, 403, 429):  # a budget, a rate limit, a model the key may not use
+        return "refused"
+    return "invalid_request" if http_status < 500 else "error"
+
+
+def record_turned_away(ledger: Ledger, catalog: Catalog, request_id: str, key: KeyRecord,
+                       endpoint: str, started: float, asked: str | None, stream: bool,
+                       exc: BaseException) -> None:
+    """The ledger row (and metrics) of a known key's request turned away before admission:
+    bad input, a model it may not use, a budget or rate-limit refusal. It reached no model,
+    cost nothing and charged no budget, but the operator sees the client that fails.
+
+    ``model`` is the catalog model asked for, or empty for a name the catalog does not know
+    (which ``model_requested`` keeps), so made-up names add no rollup rows.
+    """
+    if isinstance(exc, GatewayError):
+        http_status, error = exc.status, exc.message
+    else:
+        http_status, error = 500, f"internal error: {type(exc).__name__}"
+    status = turned_away_status(http_status)
+    model = catalog.get(asked) if asked else None
     ledger.record(UsageRecord(
-        request_id=request_id, key_id=key.id, model=model.id, provider=model.provider,
-        endpoint=endpoint, status="refused" if refused else "error", http_status=err.status,
-        error=err.message[:500], streamed=req.stream,
-        latency_ms=(time.perf_counter() - started) * 1000))
-    if refused:
-        metrics.request_refused(model.id, err.code, err.type)
+        request_id=request_id, key_id=key.id, model=model.id if model else "",
+        provider=model.provider if model else "", endpoint=endpoint, status=status,
+        http_status=http_status, error=error[:500], streamed=stream,
+        latency_ms=(time.perf_counter() - started) * 1000,
+        model_requested=asked[:200] if asked else None,  # a client's text: its column's size
+        retries=0, fallbacks=0, upstream_ms=0.0))
+    if http_status == 429 and model is not None and isinstance(exc, GatewayError):
+        metrics.request_refused(model.id, exc.code, exc.type)

@@ -142,14 +142,14 @@ def request_log(engine: sa.Engine, key_id: str | None = None, model: str | None 
                 before: int | None = None, limit: int = 50) -> dict[str, Any]:
     """Ledger rows, newest first, ``limit`` at a time; ``before`` (a row id) pages back.
 
-    ``status`` is ``ok``, ``error`` (anything not ok), a row status (``refused``, ``timeout``,
+    ``model`` matches the model asked for or the one that served. ``status`` is ``ok``, ``error`` (anything not ok), a row status (``refused``, ``timeout``,
     ...) or an HTTP status code.
     """
     conds = []
     if key_id:
         conds.append(usage.c.key_id == key_id)
-    if model:
-        conds.append(usage.c.model == model)
+    if model:  # asked for, or served (by a fallback)
+        conds.append(sa.or_(usage.c.model == model, usage.c.model_requested == model))
     if status:
         if status.isdigit():
             conds.append(usage.c.http_status == int(status))

@@ -22,7 +22,11 @@ def _parse_when(value: str | None) -> datetime | None:
 
 
 def _row(r: Any) -> dict[str, Any]:
+    """A ledger row as the API shows it. ``overhead_ms`` is the gateway's own share of the
+    latency: what was not spent on upstreams (attempts, the backoff between them, a stream
+    until it ended). It, like the routing fields, is null in rows written before 0006."""
     created = r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=UTC)
+    upstream = r.upstream_ms
     return {
         "id": r.id,
         "request_id": r.request_id,
@@ -39,6 +43,13 @@ def _row(r: Any) -> dict[str, Any]:
         "streamed": bool(r.streamed),
         "latency_ms": round(r.latency_ms, 3),
         "ttft_ms": round(r.ttft_ms, 3) if r.ttft_ms is not None else None,
+        "model_requested": r.model_requested,
+        "deployment": r.deployment,
+        "retries": r.retries,
+        "fallbacks": r.fallbacks,
+        "upstream_ms": round(upstream, 3) if upstream is not None else None,
+        "overhead_ms": round(max(0.0, r.latency_ms - upstream), 3)
+        if upstream is not None else None,
         "error": r.error,
         "created_at": created.isoformat(),
     }

@@ -53,6 +53,15 @@ usage = sa.Table(
     sa.Column("latency_ms", sa.Float, nullable=False, server_default="0"),
     sa.Column("ttft_ms", sa.Float, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # how it was routed (null in rows written before migration 0006): the model asked for
+    # (``model`` is the one that served), the upstream that served, retries and fallbacks
+    # taken, and the time spent waiting on upstreams (the rest of ``latency_ms`` is the
+    # gateway's own)
+    sa.Column("model_requested", sa.String(200), nullable=True),
+    sa.Column("deployment", sa.String(200), nullable=True),
+    sa.Column("retries", sa.Integer, nullable=True),
+    sa.Column("fallbacks", sa.Integer, nullable=True),
+    sa.Column("upstream_ms", sa.Float, nullable=True),
 )
 
 sa.Index("ux_usage_request_id", usage.c.request_id, unique=True)

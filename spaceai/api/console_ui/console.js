@@ -570,29 +570,57 @@
   }
 
   function statusBadge(r) {
-    const cls = r.status === "ok" ? "ok" : r.status === "refused" ? "refused" : "error";
+    // refused and invalid requests are the client's to fix; the other failures are upstream's or ours
+    const cls = r.status === "ok" ? "ok"
+      : r.status === "refused" || r.status === "invalid_request" ? "refused" : "error";
     return el("span", { class: "badge " + cls, text: `${r.http_status} ${r.status}` });
   }
 
+  // the model asked for, and the one that served when a fallback did ("asked → served")
+  function modelCell(r) {
+    const asked = r.model_requested;
+    if (!r.model) return el("td", { "data-label": "Model", text: asked || "—" });
+    if (!asked || asked === r.model) return el("td", { "data-label": "Model", text: r.model });
+    return el("td", { "data-label": "Model", "data-served-by": r.model,
+      title: `asked for ${asked}, served by ${r.model}` }, asked, el("span", { class: "served",
+      text: ` → ${r.model}` }));
+  }
+
+  // retries and fallbacks taken ("—" for rows from before they were recorded)
+  function routing(r) {
+    if (r.retries === null || r.retries === undefined) return "—";
+    return `${r.retries} / ${r.fallbacks}`;
+  }
+
   function renderRequests() {
-    const head = el("thead", {}, el("tr", {}, ...["Time (UTC)", "Key", "Model", "Endpoint",
-      "Status", "Tokens in / out", "Cost", "Latency", "TTFT"].map((h) => el("th", { scope: "col",
-      class: /Tokens|Cost|Latency|TTFT/.test(h) ? "num" : null, text: h }))));
+    const cols = ["Time (UTC)", "Key", "Model", "Endpoint", "Status", "Tokens in / out", "Cost",
+      "Latency", "TTFT", "Upstream", "Overhead", "Retries / fallbacks"];
+    const head = el("thead", {}, el("tr", {}, ...cols.map((h) => el("th", { scope: "col",
+      class: /Tokens|Cost|Latency|TTFT|Upstream|Overhead|Retries/.test(h) ? "num" : null,
+      text: h }))));
     const rows = state.requests.map((r, i) => el("tr", { tabindex: "0", "data-request-id": r.request_id,
       "aria-label": `Request ${r.request_id}: open details`,
       onclick: () => openRequest(i), onkeydown: (e) => rowKeys(e, i) },
-    el("td", { "data-label": "Time", text: when(r.created_at) }),
+    el("td", { "data-label": "Time", class: "when" }, ...when(r.created_at).split(" ").map(
+      (part) => el("span", { text: part + " " }))),
     el("td", { "data-label": "Key", text: r.key_id ? (r.key_name || r.key_id) : "(no key)" }),
-    el("td", { "data-label": "Model", text: r.model }),
+    modelCell(r),
     el("td", { "data-label": "Endpoint", text: r.endpoint }),
     el("td", { "data-label": "Status" }, statusBadge(r)),
     el("td", { class: "num", "data-label": "Tokens", "data-tokens": "",
       text: `${num(r.prompt_tokens)} / ${num(r.completion_tokens)}` }),
     el("td", { class: "num", "data-label": "Cost", "data-cost": "", text: usd(r.cost) }),
     el("td", { class: "num", "data-label": "Latency", text: ms(r.latency_ms) }),
-    el("td", { class: "num", "data-label": "TTFT", text: ms(r.ttft_ms) })));
+    el("td", { class: "num", "data-label": "TTFT", text: ms(r.ttft_ms) }),
+    el("td", { class: "num", "data-label": "Upstream", "data-upstream": "",
+      title: "spent on upstreams: every attempt, the backoff between them, a stream to its end",
+      text: ms(r.upstream_ms) }),
+    el("td", { class: "num", "data-label": "Overhead", "data-overhead": "",
+      title: "the gateway's own share of the latency", text: ms(r.overhead_ms) }),
+    el("td", { class: "num", "data-label": "Retries / fallbacks", "data-routing": "",
+      text: routing(r) })));
     $("#table-requests").replaceChildren(head, el("tbody", {}, rows.length ? rows :
-      el("tr", {}, el("td", { colspan: 9, text: "No requests match." }))));
+      el("tr", {}, el("td", { colspan: cols.length, text: "No requests match." }))));
   }
 
   function rowKeys(e, i) {
@@ -604,7 +632,8 @@
 
   function openRequest(i) {
     const r = state.requests[i];
-    const fmt = { cost: usd, latency_ms: ms, ttft_ms: ms, created_at: (v) => when(v) + " UTC" };
+    const fmt = { cost: usd, latency_ms: ms, ttft_ms: ms, upstream_ms: ms, overhead_ms: ms,
+      created_at: (v) => when(v) + " UTC" };
     const dl = $("#request-details");
     dl.replaceChildren(...Object.entries(r).flatMap(([k, v]) => [
       el("dt", { text: k }),
