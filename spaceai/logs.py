@@ -89,11 +89,16 @@ def configure(level: str = "info", as_json: bool = False, secrets: list[str] | N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
-    logging.getLogger("uvicorn.access").disabled = True  # ours says more, and redacts
+    # ours says more, and redacts; with no handler to reach, uvicorn does not even build
+    # its line (a path quoted and a logger called on every request)
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
+    access.disabled = True
 
 
 def configure_from_env(secrets: list[str] | None = None) -> bool:
