@@ -58,6 +58,7 @@ class Settings:
     alert_webhook: str | None = None  # budget alerts are POSTed here (Slack-compatible JSON)
     alert_thresholds: str = "50,80,100"  # percent of a key's budget, unless the key says
     alert_poll_s: float = 0.5
+    alert_daily_report: bool = False  # a spend report to the webhook once each UTC day ends
     log_bodies: bool = False  # store request/response bodies (a key's log_bodies overrides)
     log_bodies_days: float = 7.0  # stored bodies are purged after it
 
@@ -106,6 +107,9 @@ class Settings:
             alert_webhook=pick("SPACEAI_ALERT_WEBHOOK", "alert_webhook", None),
             alert_thresholds=str(pick("SPACEAI_ALERT_THRESHOLDS", "alert_thresholds",
                                       "50,80,100")),
+            alert_daily_report=str(
+                pick("SPACEAI_ALERT_DAILY_REPORT", "alert_daily_report", "0")
+            ).lower() in ("1", "true", "yes"),
             local_model_preload=str(
                 pick("SPACEAI_LOCAL_PRELOAD", "local_model_preload", "1")
             ).lower() not in ("0", "false", "no"),

@@ -68,7 +68,7 @@ class Gateway:
             from spaceai.alerts import BudgetAlerts
 
             self.alerts = BudgetAlerts(self, settings.alert_webhook, settings.alert_thresholds,
-                                       settings.alert_poll_s)
+                                       settings.alert_poll_s, settings.alert_daily_report)
         self.ready = False
 
     async def start(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -180,3 +181,59 @@ def test_an_alert_whose_sender_died_is_delivered_once_by_another_process(
     assert [(d["threshold"], d["key_name"]) for d in receiver.delivered] == [(80, "orphaned")]
     assert listed[80]["sent_at"] and listed[80]["attempts"] == 2
     assert listed[50]["sent_at"] is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres+redis, two processes"])
+def test_yesterdays_spend_report_is_sent_once(tmp_path, fake, pg_url, receiver, backend):
+    """With daily reports on, the day that ended is reported once, however many processes."""
+    shared = {"database_url": pg_url, "redis_url": REDIS_URL} if backend != "sqlite" else {}
+    settings = {"alert_webhook": receiver.url, "alert_poll_s": 0.05, "alert_daily_report": True}
+    models = [priced_model(fake)]
+    with GatewayServer(tmp_path, models=models, settings=settings, **shared) as a:
+        second = (GatewayServer(tmp_path, models=models, settings=settings, **shared).start()
+                  if shared else None)
+        try:
+            _wait_for(lambda: len(receiver.delivered) == 1)
+            time.sleep(0.5)  # many polls later, in both processes: still the one report
+        finally:
+            if second is not None:
+                second.stop()
+        listed = a.admin("GET", "/admin/alerts").json()["data"]
+    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    assert [d["day"] for d in receiver.delivered] == [yesterday]
+    assert len(receiver.calls) == 2  # the first delivery failed once and was retried
+    assert "daily spend" in receiver.delivered[0]["text"]
+    assert [(x["period"], x["sent_at"] is not None) for x in listed
+            if x["kind"] == "daily_report"] == [(yesterday, True)]
+
+
+def test_a_days_report_on_demand_has_the_ledgers_figures(tmp_path, fake, receiver):
+    settings = {"alert_webhook": receiver.url, "alert_poll_s": 0.05}
+    receiver.fail_first = 0
+    with GatewayServer(tmp_path, models=[priced_model(fake)], settings=settings) as gw:
+        secrets = [gw.create_key(name=f"team-{i}", budget=10) for i in range(2)]
+        for i, secret in enumerate(secrets):
+            for _ in range(i + 1):
+                r = httpx.post(gw.api_url + "/chat/completions", timeout=30,
+                               headers={"Authorization": f"Bearer {secret}"},
+                               json={"model": "gpt-4o", "messages": PROMPT, "max_tokens": 10})
+                assert r.status_code == 200
+        today = datetime.now(UTC).date().isoformat()
+        r = gw.admin("POST", f"/admin/reports/daily?day={today}")
+        assert r.status_code == 200 and r.json() == {"day": today, "sent": True}
+        _wait_for(lambda: len(receiver.delivered) == 1)
+        again = gw.admin("POST", f"/admin/reports/daily?day={today}")
+        assert again.json()["sent"] is False  # once per day...
+        forced = gw.admin("POST", f"/admin/reports/daily?day={today}&again=true")
+        assert forced.json()["sent"] is True  # ...unless asked again
+        _wait_for(lambda: len(receiver.delivered) == 2)
+        bad = gw.admin("POST", "/admin/reports/daily?day=yesterday")
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "day"
+        totals = gw.admin("GET", "/admin/usage").json()["totals"]
+    report = receiver.delivered[0]
+    assert report["day"] == today and report["requests"] == totals["requests"] == 3
+    assert report["cost"] == pytest.approx(totals["cost"])
+    assert [k["key_name"] for k in report["top_keys"]] == ["team-1", "team-0"]
+    assert [k["requests"] for k in report["top_keys"]] == [2, 1]
+    assert report["top_models"][0]["model"] == "gpt-4o"
+    assert "team-1" in report["text"] and all(s not in json.dumps(report) for s in secrets)

@@ -58,6 +58,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/admin/models"): console.models,
     ("GET", "/admin/keys/activity"): console.key_activity,
     ("GET", "/admin/alerts"): console.alerts,
+    ("POST", "/admin/reports/daily"): console.daily_report,
 }
 # routes with one trailing path parameter: (method, prefix) -> (handler, parameter name)
 PREFIX_ROUTES: dict[tuple[str, str], tuple[Handler, str]] = {

@@ -123,6 +123,35 @@ async def alerts(gw: Gateway, request: Request) -> Response:
                                "default_thresholds": gw.settings.alert_thresholds})
 
 
+async def daily_report(gw: Gateway, request: Request) -> Response:
+    """POST /admin/reports/daily?day=YYYY-MM-DD[&again=true]: send that UTC day's spend report
+    to the alert webhook now (default: yesterday), unless one was sent already."""
+    _require_admin(gw, request)
+    from datetime import date, timedelta
+
+    from spaceai.keys import now
+
+    if gw.alerts is None:
+        raise GatewayError(400, "No alert webhook is configured: set SPACEAI_ALERT_WEBHOOK.",
+                           param=None, code="no_webhook")
+    q = request.query
+    raw = q.get("day") or (now().date() - timedelta(days=1)).isoformat()
+    try:
+        day = date.fromisoformat(raw) if len(raw) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise GatewayError(400, f"Invalid 'day': expected a date such as 2026-11-25, but got "
+                           f"{raw[:40]!r}.", param="day", code="invalid_value")
+    again = q.get("again", "false").lower()
+    if again not in ("true", "false", "1", "0"):
+        raise GatewayError(400, "Invalid 'again': expected true or false.", param="again",
+                           code="invalid_value")
+    await asyncio.to_thread(gw.ledger.flush, 5.0)
+    sent = await gw.alerts.report(day, again=again in ("true", "1"))
+    return json_response(200, {"day": day.isoformat(), "sent": sent})
+
+
 async def request_bodies(gw: Gateway, request: Request) -> Response:
     """GET /admin/requests/{request_id}/bodies: the request's logged bodies (``logged`` false
     and nulls when there are none)."""

@@ -209,6 +209,13 @@ SPEC["paths"].update({
     "/admin/keys/activity": {"get": _op("When each key was last used", auth="admin")},
     "/admin/alerts": {"get": _op("Budget alerts sent (or being sent), newest first, with their "
                                  "delivery", auth="admin")},
+    "/admin/reports/daily": {"post": _op(
+        "Send a UTC day's spend report to the alert webhook now (once per day unless again)",
+        auth="admin", params=[
+            {"name": "day", "in": "query", "required": False, "schema": {
+                "type": "string", "format": "date", "description": "default: yesterday"}},
+            {"name": "again", "in": "query", "required": False,
+             "schema": {"type": "boolean", "default": False}}])},
     "/console": {"get": _op("The operator console (HTML; asks for the admin key)", auth="none")},
 })
 _FIGURES = {"requests": {"type": "integer"}, "errors": {"type": "integer"},

@@ -404,9 +404,12 @@
       "Spend / budget", "Period", "Delivery"].map((h) => el("th", { scope: "col", text: h }))));
     const rows = alerts.data.map((a) => el("tr", { "data-alert-threshold": String(a.threshold) },
       el("td", { "data-label": "Crossed", text: when(a.created_at) }),
-      el("td", { "data-label": "Key", text: a.key_name || a.key_id }),
-      el("td", { "data-label": "Threshold", text: `${a.threshold} %` }),
-      el("td", { "data-label": "Spend / budget", text: `${usd(a.spend)} of ${usd(a.budget)}` }),
+      el("td", { "data-label": "Key", text: a.kind === "daily_report" ? "every key"
+        : a.key_name || a.key_id }),
+      el("td", { "data-label": "Threshold", text: a.kind === "daily_report" ? "daily report"
+        : `${a.threshold} %` }),
+      el("td", { "data-label": "Spend / budget", text: a.kind === "daily_report"
+        ? `${usd(a.spend)} spent` : `${usd(a.spend)} of ${usd(a.budget)}` }),
       el("td", { "data-label": "Period", text: a.period === "all" ? "lifetime" : a.period }),
       el("td", { "data-label": "Delivery" }, a.sent_at
         ? el("span", { class: "badge ok", text: `sent ${when(a.sent_at).slice(11)}` +
