@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import sqlalchemy as sa
 
+from spaceai.background import stop
 from spaceai.keys import KeyRecord, nanos_to_usd, now, parse_thresholds
 from spaceai.limits.policy import current_period
 from spaceai.storage.tables import api_keys, budget_alerts, usage_rollup
@@ -125,12 +126,7 @@ class BudgetAlerts:
         self._task = asyncio.create_task(self._watch())
 
     async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await stop(self._task)
         if self._sending:
             await asyncio.wait(self._sending, timeout=5)
         if self._session:

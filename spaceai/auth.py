@@ -13,6 +13,7 @@ import logging
 import time
 from datetime import timedelta
 
+from spaceai.background import stop
 from spaceai.keys import KeyRecord, KeyStore, hash_key, now
 from spaceai.types import GatewayError
 
@@ -58,12 +59,7 @@ class KeyCache:
         self._task = asyncio.create_task(self._poll_forever())
 
     async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await stop(self._task)
 
     async def authenticate(self, token: str | None) -> KeyRecord:
         """The key record for a bearer token, or a 401 GatewayError."""

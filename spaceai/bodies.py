@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from spaceai.background import purge_forever, stop
 from spaceai.keys import KeyRecord, now
 from spaceai.storage.tables import request_bodies
 
@@ -98,17 +99,14 @@ class BodyLog:
     async def start(self) -> None:
         self._queue = asyncio.Queue(self.max_queue)
         self._tasks = [asyncio.create_task(self._drain()),
-                       asyncio.create_task(self._purge_forever())]
+                       asyncio.create_task(purge_forever(
+                           self.purge, self.purge_interval_s, "stored request bodies",
+                           self.retention_days))]
 
     async def close(self) -> None:
         if self._queue is not None:
             await self.flush()
-        for task in self._tasks:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await stop(*self._tasks)
         self._tasks = []
 
     def submit(self, request_id: str, key_id: str | None, request: Any, response: Any) -> None:
@@ -143,23 +141,20 @@ class BodyLog:
                     self._queue.task_done()
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
+        """One transaction for the batch; row by row only if a request id is there already
+        (then the first one stored is kept)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(request_bodies.insert(), rows)
+            return
+        except sa.exc.IntegrityError:
+            pass
         for row in rows:
             try:
                 with self.engine.begin() as conn:
                     conn.execute(request_bodies.insert().values(**row))
-            except sa.exc.IntegrityError:  # the same request id twice: keep the first
+            except sa.exc.IntegrityError:
                 pass
-
-    async def _purge_forever(self) -> None:
-        while True:
-            try:
-                n = await self.purge()
-                if n:
-                    log.info("purged %d stored request bodies older than %g days", n,
-                             self.retention_days)
-            except Exception:  # noqa: BLE001 - retried next round
-                log.exception("purging request bodies failed")
-            await asyncio.sleep(self.purge_interval_s)
 
     async def purge(self, before: datetime | None = None) -> int:
         """Delete bodies stored before ``before`` (default: the retention horizon)."""

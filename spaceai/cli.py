@@ -10,6 +10,7 @@ import click
 import orjson
 
 from spaceai.config import Settings
+from spaceai.logs import LEVELS
 
 
 def _emit(data: Any) -> None:
@@ -51,7 +52,7 @@ def main() -> None:
 @config_option
 @click.option("--workers", default=1, show_default=True, type=int)
 @click.option("--log-level", default="warning", show_default=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              type=click.Choice(LEVELS),
               help="info (or debug) adds one access line per request.")
 @click.option("--log-json", is_flag=True, help="Log JSON lines (one object a line).")
 @json_option

@@ -120,11 +120,9 @@ class OpenAIProvider(Provider):
         clock = StreamClock(model)
         resp = await self.http.send(model, "/responses", self._headers(model, True), payload,
                                     clock.at)
-        clean = False
         try:
             if resp.status >= 400:
                 raw = await self.http.read(resp, model, clock.at)
-                clean = True
                 raise openai_error(model, raw, resp.status, headers=resp.headers)
             parser, finished = SSEParser(), False
             try:
@@ -145,23 +143,17 @@ class OpenAIProvider(Provider):
             if not finished:
                 raise UpstreamError(502, f"model {model.id}: upstream stream ended before "
                                     "completion")
-            clean = True
         finally:
-            if clean:
-                resp.release()
-            else:
-                resp.close()
+            resp.release()  # pooled if its body was read to the end, else closed
 
     async def _stream(self, path: str, body: dict, model: ModelConfig,
                       req: ChatRequest) -> AsyncIterator[StreamEvent]:
         clock = StreamClock(model)
         resp = await self.http.send(model, path, self._headers(model, True), orjson.dumps(body),
                                     clock.at)
-        clean = False
         try:
             if resp.status >= 400:
                 raw = await self.http.read(resp, model, clock.at)
-                clean = True
                 raise openai_error(model, raw, resp.status, headers=resp.headers)
             decoder = OpenAIStreamDecoder(model)
             receive = resp.receive
@@ -182,13 +174,9 @@ class OpenAIProvider(Provider):
                 raise decoder.cut(type(exc).__name__) from None
             if not decoder.done:
                 raise decoder.cut()
-            clean = True
             yield decoder.final()
         finally:
-            if clean:
-                resp.release()  # the connection goes back to the keep-alive pool
-            else:
-                resp.close()
+            resp.release()  # pooled if its body was read to the end, else closed
 
 
 # Responses events that say the stream lives but carry nothing new (no progress for deadlines)

@@ -237,7 +237,9 @@ class Response:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def release(self) -> None:
-        """Done with the answer: keep the connection for the next request if it can be."""
+        """Done with the answer, however it went: the connection is kept for the next request
+        if its body was read to the end (and it may be kept), else closed. Callers need not
+        track which."""
         if self._done:
             return
         self._done = True

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from spaceai.background import purge_forever, stop
 from spaceai.keys import now
 from spaceai.storage.tables import responses
 
@@ -51,26 +52,11 @@ class ResponseStore:
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._purge_forever())
+        self._task = asyncio.create_task(purge_forever(
+            self.purge, self.purge_interval_s, "stored responses", self.retention_days))
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-
-    async def _purge_forever(self) -> None:
-        while True:
-            try:
-                n = await self.purge()
-                if n:
-                    log.info("purged %d stored responses older than %g days", n,
-                             self.retention_days)
-            except Exception:  # noqa: BLE001 - a failed purge is retried next round
-                log.exception("purging stored responses failed")
-            await asyncio.sleep(self.purge_interval_s)
+        await stop(self._task)
 
     async def save(self, stored: StoredResponse) -> None:
         row = {"id": stored.id, "key_id": stored.key_id, "model": stored.model,

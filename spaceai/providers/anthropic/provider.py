@@ -166,10 +166,7 @@ class AnthropicProvider(Provider):
                 if not data and not done:
                     raise UpstreamError(502, STREAM_CUT, retryable=not started, usage=usage)
         finally:
-            if done:
-                resp.release()
-            else:
-                resp.close()
+            resp.release()  # pooled if its body was read to the end, else closed
 
     async def count_message_tokens(self, body: dict[str, Any], model: ModelConfig,
                                    headers: dict[str, str] | None = None) -> int:
@@ -212,7 +209,6 @@ class AnthropicProvider(Provider):
         resp = await self._send(model, body, clock.at, clock.at)
         decoder = AnthropicStreamDecoder(model, answer=answer_tool(req.params))
         parser = SSEParser()
-        clean = False
         try:
             while not decoder.done:
                 try:
@@ -236,9 +232,5 @@ class AnthropicProvider(Provider):
                     raise UpstreamError(
                         502, STREAM_CUT, retryable=not decoder.started, usage=decoder.usage
                     )
-            clean = True
         finally:
-            if clean:
-                resp.release()
-            else:
-                resp.close()
+            resp.release()  # pooled if its body was read to the end, else closed
