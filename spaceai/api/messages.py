@@ -172,12 +172,8 @@ async def _stream(call: metered.Call, body: dict[str, Any],
         first = await first_chunk(it, model)
         return native, first, call.gw.router.track(it, model)
 
-    try:
-        served, (native, first, rest) = await call.gw.router.run(call.model, attempt,
-                                                                    call.meter.route)
-    except Exception as exc:
-        await metered.failed(call, exc)
-        raise
+    served, (native, first, rest) = await call.gw.router.run(call.model, attempt,
+                                                            call.meter.route)
     call.source = rest
     if native:
         body_iter = _native_relay(call.meter, served, req.model, first, rest)

@@ -134,8 +134,8 @@ async def failed(call: Call, exc: Exception) -> None:
     """Record a request that failed before any answer, and give its error our headers.
 
     Any exception settles the reservation (a bug past admission must never lock a key's
-    budget); only a :class:`GatewayError` is the client's to see. Errors the endpoints do
-    not catch reach it through :func:`settle_unfinished`.
+    budget); only a :class:`GatewayError` is the client's to see. Every error an endpoint
+    raises reaches it through :func:`settle_unfinished`, so no endpoint calls it itself.
     """
     if not isinstance(exc, GatewayError):
         await call.meter.finish(call.model, Usage(), "error", 500,
@@ -153,11 +153,7 @@ async def run(call: Call, attempt: Callable[[Provider, ModelConfig], Awaitable[A
     Returns (the model that served it, the result, its cost in nano-dollars) and adds the
     ``x-spaceai-cost`` header to ``call.headers``.
     """
-    try:
-        served, result = await call.gw.router.run(call.model, attempt, call.meter.route)
-    except GatewayError as exc:
-        await failed(call, exc)
-        raise
+    served, result = await call.gw.router.run(call.model, attempt, call.meter.route)
     nanos = await call.meter.finish(served, usage_of(result), "ok", 200)
     call.headers.append((b"x-spaceai-cost", usd_header(nanos)))
     return served, result, nanos
@@ -165,11 +161,7 @@ async def run(call: Call, attempt: Callable[[Provider, ModelConfig], Awaitable[A
 
 async def complete(call: Call) -> tuple[ModelConfig, dict[str, Any]]:
     """A non-streaming chat or text completion; its ``usage`` carries the cost."""
-    try:
-        served, data = await call.gw.router.complete(call.req, call.model, call.meter.route)
-    except GatewayError as exc:
-        await failed(call, exc)
-        raise
+    served, data = await call.gw.router.complete(call.req, call.model, call.meter.route)
     usage = Usage.from_openai(data.get("usage"))
     nanos = await call.meter.finish(served, usage, "ok", 200)
     data["usage"] = usage.to_openai(cost=usd(nanos))
@@ -179,12 +171,8 @@ async def complete(call: Call) -> tuple[ModelConfig, dict[str, Any]]:
 
 async def open_stream(call: Call) -> tuple[ModelConfig, AsyncIterator[StreamEvent]]:
     """Open a stream (retries and fallbacks happen here); its chunks, metered."""
-    try:
-        served, first, rest = await call.gw.router.open_stream(call.req, call.model,
-                                                                    call.meter.route)
-    except GatewayError as exc:
-        await failed(call, exc)
-        raise
+    served, first, rest = await call.gw.router.open_stream(call.req, call.model,
+                                                            call.meter.route)
     call.source = rest
     return served, metered_chunks(call.meter, served, first, rest)
 

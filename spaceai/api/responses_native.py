@@ -23,7 +23,7 @@ from spaceai.providers.base import Provider
 from spaceai.providers.fit import fit
 from spaceai.providers.openai import RESPONSES_TERMINAL
 from spaceai.router import first_chunk
-from spaceai.types import GatewayError, UpstreamError, Usage
+from spaceai.types import UpstreamError, Usage
 
 Save = Callable[[dict[str, Any]], Awaitable[None]]
 _OUTPUT_DELTAS = ("response.output_text.delta", "response.function_call_arguments.delta")
@@ -94,12 +94,8 @@ async def open_stream(call: metered.Call, rr: ResponsesRequest, body: dict[str, 
         first = await first_chunk(it, model)
         return native, first, call.gw.router.track(it, model)
 
-    try:
-        served, (native, first, rest) = await call.gw.router.run(call.model, attempt,
-                                                                    call.meter.route)
-    except GatewayError as exc:
-        await metered.failed(call, exc)
-        raise
+    served, (native, first, rest) = await call.gw.router.run(call.model, attempt,
+                                                            call.meter.route)
     call.source = rest
     return served, native, first, rest
 
