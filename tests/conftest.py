@@ -76,6 +76,15 @@ def anthropic_model(fake, id="claude-3.5-sonnet", **extra):
 
 
 @pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, one a module (tests/support/browser.py)."""
+    from support.browser import launch
+
+    with launch() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
 def fakes():
     """A fake OpenAI and a fake Anthropic upstream, shared by a module's tests."""
     from fakes import FakeAnthropic, FakeOpenAI

@@ -20,35 +20,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.required import missing, require_module  # noqa: E402
+from support.browser import DESKTOP, PHONE, Tab, expect, shot  # noqa: E402
+from support.required import require_module  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    missing(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-
-sync_api = require_module("playwright.sync_api")
 openai = require_module("openai")
 
 from fakes.upstream import Error, Reply, unused_port  # noqa: E402
 from support.backends import priced_model  # noqa: E402
 from support.server import ADMIN_KEY, GatewayServer  # noqa: E402
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run",
-               "--disable-quic"]
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 375, "height": 812}
 PROMPT = [{"role": "user", "content": "Tell the console something worth logging"}]
-expect = sync_api.expect
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -101,21 +82,13 @@ def _traffic(gw, fake) -> None:
     gw.flush_ledger()
 
 
-class Console:
-    """A browser tab on the console, recording errors and every URL it requests."""
+class Console(Tab):
+    """A tab on the console; confirmation dialogs are accepted."""
 
     def __init__(self, browser, server, viewport=DESKTOP):
-        self.server = server
-        self.context = browser.new_context(viewport=viewport)
+        super().__init__(browser, server, viewport=viewport)
         self.context.grant_permissions(["clipboard-read", "clipboard-write"],
                                        origin=server.base_url)
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(15_000)
-        self.errors: list[str] = []
-        self.requests: list[str] = []
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.on("dialog", lambda d: d.accept())
 
     def sign_in(self, key=ADMIN_KEY):
@@ -124,11 +97,6 @@ class Console:
         page.get_by_label("Admin key").fill(key)
         page.keyboard.press("Enter")
         return page
-
-    def assert_clean(self):
-        assert self.errors == [], self.errors
-        foreign = [u for u in self.requests if not u.startswith(self.server.base_url + "/")]
-        assert foreign == [], f"requests to another host: {foreign}"
 
 
 @pytest.fixture
@@ -143,14 +111,6 @@ def console(browser):
     yield make
     for c in opened:
         c.context.close()
-
-
-def shot(page, name: str, **kw) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path), **kw)
-    assert path.stat().st_size > 1000
-    return path
 
 
 def _usd(value) -> str:

@@ -24,35 +24,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.required import missing, require_module  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    missing(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-
-sync_api = require_module("playwright.sync_api")
-
 from conftest import openai_model  # noqa: E402
+from support.browser import Tab, shot, sync_api  # noqa: E402
 from support.server import LOCAL_MODEL, GatewayServer  # noqa: E402
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
 LOCAL = LOCAL_MODEL["id"]
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run",
-               "--disable-quic"]
-DESKTOP = {"width": 1280, "height": 900}
 ANSWER_TIMEOUT_MS = 90_000
 
 
 # ---------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        yield b
-        b.close()
-
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory):
@@ -79,34 +59,13 @@ def priced_gw(tmp_path_factory, fake):
         yield server
 
 
-class Visit:
-    """A browser page on a gateway, recording console errors, page errors and requests."""
-
-    def __init__(self, browser, server, viewport=DESKTOP, **context_kw):
-        self.server = server
-        self.context = browser.new_context(viewport=viewport, **context_kw)
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(15_000)
-        self.console_errors: list[str] = []
-        self.page_errors: list[str] = []
-        self.requests: list[str] = []
-        self.page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
-        self.page.on("pageerror", lambda e: self.page_errors.append(str(e)))
-        self.page.on("request", lambda r: self.requests.append(r.url))
+class Visit(Tab):
+    """A tab on a gateway's documentation page."""
 
     def open(self):
         self.page.goto(self.server.base_url + "/", wait_until="load")
         self.page.wait_for_load_state("networkidle")
         return self.page
-
-    def close(self):
-        self.context.close()
-
-    def assert_clean(self):
-        assert self.console_errors == [], self.console_errors
-        assert self.page_errors == [], self.page_errors
-        foreign = [u for u in self.requests if not u.startswith(self.server.base_url + "/")]
-        assert foreign == [], f"requests to another host: {foreign}"
 
 
 @pytest.fixture
@@ -144,14 +103,6 @@ def load_models(page, key: str) -> None:
 
 def error_area(page):
     return page.get_by_role("alert", name="Error")
-
-
-def shot(page_or_locator, name: str, **kw) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    page_or_locator.screenshot(path=str(path), **kw)
-    assert path.stat().st_size > 1000
-    return path
 
 
 # ---------------------------------------------------------------- tests
