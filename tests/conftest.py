@@ -91,3 +91,12 @@ def fakes():
 
     with FakeOpenAI() as oai, FakeAnthropic() as ant:
         yield oai, ant
+
+
+@pytest.fixture
+def fresh_fakes(fakes):
+    """The module's pair of fakes with no script or recorded request left from another test
+    (``pytestmark = pytest.mark.usefixtures("fresh_fakes")``)."""
+    for fake in fakes:
+        fake.reset()
+    return fakes

@@ -28,10 +28,7 @@ def gateway(tmp_path_factory, fakes):
         yield gw
 
 
-@pytest.fixture(autouse=True)
-def _reset(fakes):
-    for fake in fakes:
-        fake.reset()
+pytestmark = pytest.mark.usefixtures("fresh_fakes")
 
 
 @pytest.fixture
