@@ -6,7 +6,8 @@ import json
 import re
 from pathlib import Path
 
-from spaceai.providers.events import Chunk, WireBlock
+from spaceai.providers.events import Chunk, NamedEvent, WireBlock
+from spaceai.types import Usage
 
 API = Path(__file__).resolve().parents[1] / "spaceai" / "api"
 
@@ -26,12 +27,26 @@ def test_a_chunk_and_a_wire_block_answer_the_same_questions():
     block = WireBlock(b"data: " + json.dumps(content, separators=(",", ":")).encode()
                       + b"\n\n", produced=1)
     for event, produced, usage in ((Chunk(content), 1, None), (Chunk(empty), 0, None),
-                                   (Chunk(final), 0, {"completion_tokens": 9}),
+                                   (Chunk(final), 0, Usage(completion_tokens=9)),
                                    (block, 1, None)):
         assert event.produced == produced and event.final_usage == usage
         sse = event.sse_bytes()
         assert sse.startswith(b"data: ") and sse.endswith(b"\n\n")
         assert [dict(c) for c in event.chunks()] == [json.loads(sse[6:])]
+
+
+def test_a_pass_through_event_answers_them_too():
+    """Claude Messages and Responses streams pass through as named events: the provider says
+    what they produced and, on the closing one, the stream's usage."""
+    delta = NamedEvent("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                               "delta": {"type": "text_delta", "text": "hi"}}, 1)
+    stop = NamedEvent("message_stop", {"type": "message_stop"}, 0, Usage(3, 9))
+    for event, produced, usage in ((delta, 1, None), (stop, 0, Usage(3, 9))):
+        assert event.produced == produced and event.final_usage == usage
+        assert event.chunks() == ()
+        name, data = event.sse_bytes().split(b"\n", 1)
+        assert name == b"event: " + event.name.encode()
+        assert data.startswith(b"data: ") and json.loads(data[6:]) == event.data
 
 
 def test_api_modules_never_test_a_providers_class_or_name():

@@ -43,9 +43,9 @@ from spaceai.providers.anthropic.reverse import (
     claude_only_features,
     completion_to_message,
     messages_to_chat_request,
-    sse_event,
 )
 from spaceai.providers.base import Provider
+from spaceai.providers.events import NamedEvent, named_sse
 from spaceai.providers.fit import fit
 from spaceai.router import first_chunk
 from spaceai.types import GatewayError, UpstreamError, Usage
@@ -201,38 +201,39 @@ async def _encode(encoder: AnthropicStreamEncoder,
         await chunks.aclose()
 
 
-async def _native_relay(meter: Meter, served: ModelConfig, model_id: str,
-                        first: tuple[str, dict[str, Any]],
-                        rest: AsyncIterator[tuple[str, dict[str, Any]]]) -> AsyncIterator[bytes]:
-    """A Claude stream relayed event by event, metered from its own usage fields."""
-    usage = Usage()
+async def _native_relay(meter: Meter, served: ModelConfig, model_id: str, first: NamedEvent,
+                        rest: AsyncIterator[NamedEvent]) -> AsyncIterator[bytes]:
+    """A Claude stream relayed event by event, its message labelled with the catalog model,
+    metered from the usage the provider read out of it."""
+    usage: Usage | None = None
+    produced = 0
     status, http_status, error = "client_disconnected", 499, "client disconnected mid-stream"
     try:
-        event: tuple[str, dict[str, Any]] | None = first
+        event: NamedEvent | None = first
         while event is not None:
-            kind, data = event
-            if kind == "message_start":
-                msg = data.get("message") or {}
-                usage.add_anthropic(msg.get("usage"))
-                data = dict(data, message=dict(msg, model=model_id))
-            elif kind == "message_delta":
-                usage.add_anthropic(data.get("usage"))
-            elif kind == "content_block_delta":
+            if event.name == "message_start":
+                msg = event.data.get("message") or {}
+                event.data = dict(event.data, message=dict(msg, model=model_id))
+            elif event.produced:
+                produced += event.produced
                 meter.first_token()
-            elif kind == "message_stop":
+            if event.final_usage is not None:
+                usage = event.final_usage
                 status, http_status, error = "ok", 200, None
                 await meter.finish(served, usage, status, http_status)
-            yield sse_event(kind, data)
+            yield event.sse_bytes()
             try:
                 event = await rest.__anext__()
             except StopAsyncIteration:
                 event = None
     except UpstreamError as exc:
         status, http_status, error = status_of(exc), exc.status, exc.message
-        if exc.usage.total_tokens:
-            usage = exc.usage
-        yield sse_event("error", to_anthropic_error(exc))
+        usage = exc.usage  # what the stream reported before it failed
+        usage.completion_tokens = max(usage.completion_tokens, produced)
+        yield named_sse("error", to_anthropic_error(exc))
     finally:
         await rest.aclose()
+        if usage is None:
+            usage = Usage(completion_tokens=produced)
         await meter.finish(served, usage, status, http_status, error)
 

@@ -194,7 +194,7 @@ async def metered_chunks(meter: Meter, served: ModelConfig, first: StreamEvent,
         while chunk is not None:
             final = chunk.final_usage
             if final is not None:
-                usage = Usage.from_openai(final)
+                usage = final
                 status, http_status, error = "ok", 200, None
                 nanos = await meter.finish(served, usage, status, http_status)
                 chunk["usage"] = usage.to_openai(cost=usd(nanos))

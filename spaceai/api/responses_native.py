@@ -20,13 +20,12 @@ from spaceai.api.responses_request import ResponsesRequest
 from spaceai.catalog import ModelConfig
 from spaceai.metering.meter import Meter, status_of, usd
 from spaceai.providers.base import Provider
+from spaceai.providers.events import NamedEvent
 from spaceai.providers.fit import fit
-from spaceai.providers.openai import RESPONSES_TERMINAL
 from spaceai.router import first_chunk
 from spaceai.types import UpstreamError, Usage
 
 Save = Callable[[dict[str, Any]], Awaitable[None]]
-_OUTPUT_DELTAS = ("response.output_text.delta", "response.function_call_arguments.delta")
 
 
 def is_native(model: ModelConfig) -> bool:
@@ -101,33 +100,34 @@ async def open_stream(call: metered.Call, rr: ResponsesRequest, body: dict[str, 
 
 
 async def relay(meter: Meter, served: ModelConfig, rr: ResponsesRequest, resp_id: str,
-                first: dict[str, Any], rest: AsyncIterator[dict[str, Any]],
+                first: NamedEvent, rest: AsyncIterator[NamedEvent],
                 save: Save) -> AsyncIterator[bytes]:
-    """Upstream's events as they come, relabelled; metered from the final event's usage."""
+    """Upstream's events as they come, relabelled; metered from the usage the provider read
+    out of the terminal event."""
     produced, seq, usage = 0, -1, None
     status, http_status, error = "client_disconnected", 499, "client disconnected mid-stream"
     try:
-        event: dict[str, Any] | None = first
+        event: NamedEvent | None = first
         while event is not None:
-            kind = event.get("type")
-            seq = event.get("sequence_number", seq + 1)
-            if kind in _OUTPUT_DELTAS:
-                produced += 1
+            data = event.data
+            seq = data.get("sequence_number", seq + 1)
+            if event.produced:
+                produced += event.produced
                 meter.first_token()
-            if isinstance(event.get("response"), dict):
-                response = relabel(event["response"], resp_id, rr)
-                if kind in RESPONSES_TERMINAL:
-                    usage = Usage.from_responses(response.get("usage"))
+            if isinstance(data.get("response"), dict):
+                response = relabel(data["response"], resp_id, rr)
+                if event.final_usage is not None:
+                    usage = event.final_usage
                     status, http_status, error = "ok", 200, None
-                    if kind == "response.failed":
+                    if event.name == "response.failed":
                         status, http_status = "upstream_error", 502
                         error = ((response.get("error") or {}).get("message")
                                  or "upstream response failed")
                     nanos = await meter.finish(served, usage, status, http_status, error)
                     response = relabel(response, resp_id, rr, nanos)
                     await save(response)
-                event = {**event, "response": response}
-            yield sse(event)
+                event.data = {**data, "response": response}
+            yield event.sse_bytes()
             try:
                 event = await rest.__anext__()
             except StopAsyncIteration:

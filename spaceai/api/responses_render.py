@@ -15,9 +15,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
-
 from spaceai.api.responses_request import new_id
+from spaceai.providers.events import named_sse
 from spaceai.types import GatewayError, Usage
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -105,7 +104,8 @@ def render_response(resp_id: str, model: str, echo: dict[str, Any], created_at: 
 
 
 def sse(event: dict[str, Any]) -> bytes:
-    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+    """A Responses stream event as SSE (its ``type`` is the event's name)."""
+    return named_sse(event["type"], event)
 
 
 class ResponsesStreamEncoder:

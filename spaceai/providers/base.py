@@ -12,9 +12,9 @@ A provider turns a :class:`~spaceai.types.ChatRequest` into an OpenAI-shaped ans
 * ``completion`` / ``completion_stream`` do the same for legacy text completions
   (``text_completion`` objects) for models with the ``completions`` capability;
 * ``responses`` / ``responses_stream`` pass a Responses API body through to an upstream that
-  speaks that API natively (a ``response`` object; its stream events as dicts, ending with
-  ``response.completed``, ``.incomplete`` or ``.failed``), for catalog models configured with
-  ``responses_api: native``;
+  speaks that API natively (a ``response`` object; its stream events as
+  :class:`~spaceai.providers.events.NamedEvent` s, ending with ``response.completed``,
+  ``.incomplete`` or ``.failed``), for catalog models configured with ``responses_api: native``;
 * ``embeddings`` returns an OpenAI ``list`` of ``embedding`` objects (each ``embedding`` a list
   of floats, a base64 string as the request's ``encoding_format`` asked, or a numpy vector)
   with ``usage.prompt_tokens``, for models with the ``embeddings`` capability;
@@ -22,8 +22,8 @@ A provider turns a :class:`~spaceai.types.ChatRequest` into an OpenAI-shaped ans
   provider has no way to count them exactly.
 
 Pass-through is part of the interface: a provider whose ``speaks_messages`` is true takes an
-Anthropic Messages body as it is (``messages``, ``messages_stream`` of ``(event name, data)``
-pairs, ``count_message_tokens``); the others are reached through the translation to a
+Anthropic Messages body as it is (``messages``, ``messages_stream`` of
+:class:`~spaceai.providers.events.NamedEvent` s, ``count_message_tokens``); the others are reached through the translation to a
 :class:`~spaceai.types.ChatRequest`. Likewise ``responses`` / ``responses_stream`` for models
 configured with ``responses_api: native``.
 
@@ -38,7 +38,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from spaceai.catalog import ModelConfig
-from spaceai.providers.events import StreamEvent
+from spaceai.providers.events import NamedEvent, StreamEvent
 from spaceai.types import ChatRequest, EmbeddingRequest, GatewayError
 
 
@@ -80,7 +80,7 @@ class Provider:
 
     def responses_stream(
         self, body: dict[str, Any], model: ModelConfig
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[NamedEvent]:
         raise GatewayError(400, f"model {model.id} has no native Responses API", param="model")
 
     async def messages(self, body: dict[str, Any], model: ModelConfig,
@@ -89,7 +89,7 @@ class Provider:
 
     def messages_stream(self, body: dict[str, Any], model: ModelConfig,
                         headers: dict[str, str] | None = None
-                        ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+                        ) -> AsyncIterator[NamedEvent]:
         raise GatewayError(400, f"model {model.id} has no native Messages API", param="model")
 
     async def count_message_tokens(self, body: dict[str, Any], model: ModelConfig,

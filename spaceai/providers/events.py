@@ -1,14 +1,18 @@
 """The one event type a provider stream yields, and what the API layer asks of it.
 
-Every chat or text completion stream (``chat_stream`` / ``completion_stream``) yields
-:class:`StreamEvent` s: a :class:`Chunk` (one OpenAI chunk, a dict) or a :class:`WireBlock` (the
-bytes of several content chunks relayed as upstream sent them, relabelled). The API layer never
-asks which: it calls
+Every provider stream yields :class:`StreamEvent` s. A chat or text completion stream
+(``chat_stream`` / ``completion_stream``) yields a :class:`Chunk` (one OpenAI chunk, a dict) or a
+:class:`WireBlock` (the bytes of several content chunks relayed as upstream sent them,
+relabelled); a pass-through stream (``messages_stream``, ``responses_stream``) yields
+:class:`NamedEvent` s, its protocol's events as upstream sent them. The API layer never asks
+which: it calls
 
-* ``sse_bytes()``: the event as an OpenAI SSE body would carry it;
-* ``chunks()``: the chunk dicts it carries, for endpoints that translate them;
-* ``produced``: how many chunks with output it carries (billed if upstream reports no usage);
-* ``final_usage``: the usage of the stream's closing chunk (``choices: []``), else None.
+* ``sse_bytes()``: the event as an SSE body carries it;
+* ``chunks()``: the OpenAI chunk dicts it carries, for endpoints that translate them (none for
+  a pass-through event);
+* ``produced``: how many pieces of output it carries (billed if upstream reports no usage);
+* ``final_usage``: the whole stream's :class:`~spaceai.types.Usage` on the event that closes
+  it (the ``choices: []`` chunk, ``message_stop``, ``response.completed``), else None.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import orjson
+
+from spaceai.types import Usage
 
 
 def chunk_has_output(chunk: dict[str, Any]) -> bool:
@@ -40,7 +46,12 @@ class StreamEvent(Protocol):
     def chunks(self) -> list[dict[str, Any]] | tuple[dict[str, Any], ...]: ...
 
     @property
-    def final_usage(self) -> dict[str, Any] | None: ...
+    def final_usage(self) -> Usage | None: ...
+
+
+def named_sse(name: str, data: dict[str, Any]) -> bytes:
+    """One SSE event with an ``event:`` line (Anthropic's and the Responses API's streams)."""
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
 class Chunk(dict):
@@ -60,9 +71,9 @@ class Chunk(dict):
         return 1 if chunk_has_output(self) else 0
 
     @property
-    def final_usage(self) -> dict[str, Any] | None:
+    def final_usage(self) -> Usage | None:
         usage = self.get("usage")
-        return usage if usage and not self.get("choices") else None
+        return Usage.from_openai(usage) if usage and not self.get("choices") else None
 
 
 class WireBlock:
@@ -87,3 +98,24 @@ class WireBlock:
                 if line.startswith(b"data:"):
                     out.append(Chunk(orjson.loads(line[5:])))
         return out
+
+
+class NamedEvent:
+    """One event of a pass-through stream as upstream sent it: its ``name`` and ``data``
+    (which the API layer speaking the same protocol may relabel), with what the provider
+    counted: ``produced`` and, on the closing event, ``final_usage``."""
+
+    __slots__ = ("name", "data", "produced", "final_usage")
+
+    def __init__(self, name: str, data: dict[str, Any], produced: int = 0,
+                 final_usage: Usage | None = None) -> None:
+        self.name = name
+        self.data = data
+        self.produced = produced
+        self.final_usage = final_usage
+
+    def sse_bytes(self) -> bytes:
+        return named_sse(self.name, self.data)
+
+    def chunks(self) -> tuple[()]:
+        return ()

@@ -17,12 +17,12 @@ import orjson
 from spaceai.catalog import ModelConfig
 from spaceai.providers.base import Provider
 from spaceai.providers.deadline import StreamClock, attempt_deadlines
-from spaceai.providers.events import StreamEvent
+from spaceai.providers.events import NamedEvent, StreamEvent
 from spaceai.providers.http import HttpClient
 from spaceai.providers.openai_errors import openai_error
 from spaceai.providers.openai_stream import OpenAIStreamDecoder, WireBlock
 from spaceai.providers.sse import SSEParser
-from spaceai.types import ChatRequest, EmbeddingRequest, UpstreamError
+from spaceai.types import ChatRequest, EmbeddingRequest, UpstreamError, Usage
 
 
 def _body(req: ChatRequest, model: ModelConfig, stream: bool) -> dict[str, Any]:
@@ -115,7 +115,10 @@ class OpenAIProvider(Provider):
         return await self._post("/responses", {**body, "model": model.upstream_model}, model)
 
     async def responses_stream(self, body: dict[str, Any],
-                               model: ModelConfig) -> AsyncIterator[dict[str, Any]]:
+                               model: ModelConfig) -> AsyncIterator[NamedEvent]:
+        """A Responses body streamed: its events, the terminal one (``response.completed``,
+        ``.incomplete`` or ``.failed``) carrying the response's usage as ``final_usage``;
+        each output delta counts as produced."""
         payload = orjson.dumps({**body, "model": model.upstream_model, "stream": True})
         clock = StreamClock(model)
         resp = await self.http.send(model, "/responses", self._headers(model, True), payload,
@@ -129,10 +132,14 @@ class OpenAIProvider(Provider):
                 while data := await resp.receive(clock.at):
                     for _, raw_event in parser.feed(data):
                         event = _responses_event(raw_event, model)
-                        finished = event.get("type") in RESPONSES_TERMINAL
-                        if event.get("type") not in _RESPONSES_KEEPALIVE:
+                        kind = event.get("type") or ""
+                        finished = kind in RESPONSES_TERMINAL
+                        if kind not in _RESPONSES_KEEPALIVE:
                             clock.progress()
-                        yield event
+                        response = event.get("response")
+                        yield NamedEvent(kind, event, int(kind in _RESPONSES_OUTPUT), (
+                            Usage.from_responses(response.get("usage"))
+                            if finished and isinstance(response, dict) else None))
                     if finished:
                         break
             except TimeoutError:
@@ -181,6 +188,9 @@ class OpenAIProvider(Provider):
 
 # Responses events that say the stream lives but carry nothing new (no progress for deadlines)
 _RESPONSES_KEEPALIVE = frozenset({"response.created", "response.in_progress", "keepalive"})
+# Responses events that carry output (what is billed if the stream ends without usage)
+_RESPONSES_OUTPUT = frozenset({"response.output_text.delta",
+                               "response.function_call_arguments.delta"})
 
 
 def _moves(items: list) -> bool:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-Event = tuple[str, dict[str, Any]]
-
 # client headers a native call carries upstream (the provider sets its own defaults)
 FORWARDED_HEADERS = (b"anthropic-beta", b"anthropic-version")
 

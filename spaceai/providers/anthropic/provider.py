@@ -9,12 +9,13 @@ import orjson
 
 from spaceai.catalog import ModelConfig
 from spaceai.providers.anthropic.errors import anthropic_error
-from spaceai.providers.anthropic.native import Event, count_tokens_body, upstream_body
+from spaceai.providers.anthropic.native import count_tokens_body, upstream_body
 from spaceai.providers.anthropic.request import answer_tool, build_request
 from spaceai.providers.anthropic.response import message_to_openai
 from spaceai.providers.anthropic.stream import AnthropicStreamDecoder
 from spaceai.providers.base import Provider
 from spaceai.providers.deadline import StreamClock, attempt_deadlines
+from spaceai.providers.events import NamedEvent
 from spaceai.providers.http import HttpClient
 from spaceai.providers.sse import SSEParser
 from spaceai.providers.transport import Response
@@ -119,9 +120,10 @@ class AnthropicProvider(Provider):
         return _message(await self.read_body(resp, model, done_by), model)
 
     async def messages_stream(self, body: dict[str, Any], model: ModelConfig,
-                              headers: dict[str, str] | None = None) -> AsyncIterator[Event]:
-        """A client's body streamed: ``(event name, data)`` pairs, ``message_start`` to
-        ``message_stop``.
+                              headers: dict[str, str] | None = None
+                              ) -> AsyncIterator[NamedEvent]:
+        """A client's body streamed: its events, ``message_start`` to ``message_stop`` (which
+        carries the stream's usage as ``final_usage``); each content delta counts as produced.
 
         An ``error`` event or a cut stream raises :class:`UpstreamError` carrying the usage
         so far; closing the iterator closes the upstream response.
@@ -159,9 +161,10 @@ class AnthropicProvider(Provider):
                         usage.add_anthropic((obj.get("message") or {}).get("usage"))
                     elif kind == "message_delta":
                         usage.add_anthropic(obj.get("usage"))
-                    yield kind, obj
-                    if kind == "message_stop":
-                        done = True
+                    done = kind == "message_stop"
+                    yield NamedEvent(kind, obj, int(kind == "content_block_delta"),
+                                     usage if done else None)
+                    if done:
                         break
                 if not data and not done:
                     raise UpstreamError(502, STREAM_CUT, retryable=not started, usage=usage)

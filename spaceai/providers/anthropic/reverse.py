@@ -23,6 +23,7 @@ from spaceai.api.schemas import (
 )
 from spaceai.fields import convert
 from spaceai.providers.anthropic.errors import to_anthropic_error
+from spaceai.providers.events import named_sse
 from spaceai.types import ChatRequest, GatewayError, Usage
 
 FINISH_TO_STOP = {
@@ -381,11 +382,6 @@ def completion_to_message(
 # -- stream ----------------------------------------------------------------------------------
 
 
-def sse_event(name: str, data: dict[str, Any]) -> bytes:
-    """One SSE event with an ``event:`` line, as Anthropic sends them."""
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-
-
 class AnthropicStreamEncoder:
     """Re-encodes OpenAI ``chat.completion.chunk`` dicts as Anthropic's SSE events.
 
@@ -429,26 +425,26 @@ class AnthropicStreamEncoder:
             "stop_sequence": None,
             "usage": {"input_tokens": self.input_tokens, "output_tokens": 0},
         }
-        return sse_event("message_start", {"type": "message_start", "message": msg})
+        return named_sse("message_start", {"type": "message_start", "message": msg})
 
     def _close_block(self) -> bytes:
         if self._open is None:
             return b""
         index, self._open, self._open_kind = self._open, None, None
-        return sse_event("content_block_stop", {"type": "content_block_stop", "index": index})
+        return named_sse("content_block_stop", {"type": "content_block_stop", "index": index})
 
     def _open_block(self, kind: str, block: dict[str, Any]) -> bytes:
         out = self._close_block()
         index = self._blocks
         self._blocks += 1
         self._open, self._open_kind = index, kind
-        out += sse_event(
+        out += named_sse(
             "content_block_start",
             {"type": "content_block_start", "index": index, "content_block": block},
         )
         if not self._pinged:
             self._pinged = True
-            out += sse_event("ping", {"type": "ping"})
+            out += named_sse("ping", {"type": "ping"})
         return out
 
     def _text(self, text: str) -> bytes:
@@ -457,7 +453,7 @@ class AnthropicStreamEncoder:
             out += self._open_block("text", {"type": "text", "text": ""})
         self._tail = (self._tail + text)[-256:]
         delta = {"type": "text_delta", "text": text}
-        return out + sse_event(
+        return out + named_sse(
             "content_block_delta",
             {"type": "content_block_delta", "index": self._open, "delta": delta},
         )
@@ -477,7 +473,7 @@ class AnthropicStreamEncoder:
             self._tool_blocks[n] = self._blocks - 1
         if fn.get("arguments"):
             delta = {"type": "input_json_delta", "partial_json": fn["arguments"]}
-            out += sse_event(
+            out += named_sse(
                 "content_block_delta",
                 {"type": "content_block_delta", "index": self._tool_blocks[n], "delta": delta},
             )
@@ -507,11 +503,11 @@ class AnthropicStreamEncoder:
         out = b"" if self._started else self._start(None)
         if not self._pinged:
             self._pinged = True
-            out += sse_event("ping", {"type": "ping"})
+            out += named_sse("ping", {"type": "ping"})
         out += self._close_block()
         reason, seq = stop_info(self.finish_reason, self._tail, self.stop_sequences)
         usage = anthropic_usage(self.usage or Usage())
-        out += sse_event(
+        out += named_sse(
             "message_delta",
             {
                 "type": "message_delta",
@@ -519,9 +515,9 @@ class AnthropicStreamEncoder:
                 "usage": usage,
             },
         )
-        return out + sse_event("message_stop", {"type": "message_stop"})
+        return out + named_sse("message_stop", {"type": "message_stop"})
 
     def error(self, err: GatewayError) -> bytes:
         """An ``error`` event, for a stream that fails after it started."""
         self._finished = True
-        return sse_event("error", to_anthropic_error(err))
+        return named_sse("error", to_anthropic_error(err))
