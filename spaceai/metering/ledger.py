@@ -11,6 +11,7 @@ the next one to start writes what its spool held before it admits traffic (:meth
 
 from __future__ import annotations
 
+import io
 import logging
 import operator
 import os
@@ -159,7 +160,10 @@ class Ledger:
 
     def _watch(self, proc: subprocess.Popen) -> None:
         """Read the writer's progress; start another writer if it dies."""
-        for line in proc.stdout:
+        # The pipes are unbuffered (``bufsize=0``, so commands reach the writer at once), and
+        # iterating an unbuffered pipe reads one byte per system call, each handing the GIL
+        # to and back from the event loop: read the reports buffered, a line at a time.
+        for line in io.BufferedReader(proc.stdout):
             try:
                 report = orjson.loads(line)
             except orjson.JSONDecodeError:
