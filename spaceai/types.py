@@ -50,6 +50,8 @@ class Usage:
         raw = data.get(name)
         if raw is None:
             return default
+        if raw.__class__ is int and 0 <= raw < _MAX_COUNT:  # the usual case, checked inline
+            return raw
         value = token_count(raw)
         if value is None:
             self.problem = f"upstream reported {name}={str(raw)[:40]!r}, not a token count"
