@@ -48,6 +48,9 @@ def main() -> None:
     ap.add_argument("--stream", action="store_true")
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--native", action="store_true",
+                    help="include C frames (what a Python line spends its time in)")
+    ap.add_argument("--grep", help="print only the stacks through frames containing this")
     args = ap.parse_args()
     py_spy = Path(sys.executable).parent / "py-spy"
     if not py_spy.exists():
@@ -67,10 +70,15 @@ def main() -> None:
                                  url], stdout=subprocess.DEVNULL)
         time.sleep(1)
         subprocess.run([str(py_spy), "record", "-p", str(gw.proc.pid), "-d", str(args.seconds),
-                        "-r", "300", "--gil", "-f", "raw", "-o", str(out)],
+                        "-r", "300", "--gil", "-f", "raw", "-o", str(out)]
+                       + (["--native"] if args.native else []),
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
         load.wait()
-        print(top(out, args.top))
+        if args.grep:
+            lines = [x for x in out.read_text().splitlines() if args.grep in x]
+            print("\n".join(sorted(lines, key=lambda x: -int(x.rpartition(" ")[2]))[:args.top]))
+        else:
+            print(top(out, args.top))
     finally:
         gw.close()
         run.stop(upstream.proc)

@@ -17,6 +17,12 @@ runs out of file descriptors. :class:`GatewayHttpProtocol` adds:
 A request that misses a deadline is answered 408 (if it had started) and its connection
 closed. One timer handle per connection carries both deadlines and is re-armed lazily: a
 request that moves from headers to body to done only stores floats.
+
+An answer whose length is known (``content-length``: every answer but a stream) leaves in one
+write: uvicorn writes the head and the body separately, so :class:`OneWrite` holds the head
+until the body follows. Each write is a system call and, on a busy gateway, a packet; this
+halves both for every non-streaming answer. A stream's head is never held: a client learns
+at once that its request was taken, however long the model takes to its first token.
 """
 
 from __future__ import annotations
@@ -77,6 +83,58 @@ async def too_many_connections(scope: dict, receive: Any, send: Any) -> None:
 _IDLE, _HEADERS, _BODY = 0, 1, 2
 
 
+class OneWrite:
+    """A connection's transport that sends the head of a known-length answer together with
+    its body. Armed for each request; between a head and its body, the head is held."""
+
+    __slots__ = ("transport", "write", "_held", "is_closing", "get_extra_info",
+                 "pause_reading", "resume_reading", "set_protocol", "get_protocol")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self._held: bytes | None = None
+        self.write = transport.write
+        self.is_closing = transport.is_closing
+        self.get_extra_info = transport.get_extra_info
+        self.pause_reading = transport.pause_reading
+        self.resume_reading = transport.resume_reading
+        self.set_protocol = transport.set_protocol
+        self.get_protocol = transport.get_protocol
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+    def arm(self) -> None:
+        """The next write may be an answer's head."""
+        self.write = self._head
+
+    def _head(self, data: bytes) -> None:
+        if data.startswith(b"HTTP/1.1 ") and b"\r\ncontent-length: " in data:
+            self._held = data
+            self.write = self._body
+            return
+        self.write = self.transport.write
+        self.transport.write(data)
+
+    def _body(self, data: bytes) -> None:
+        held, self._held = self._held, None
+        self.write = self.transport.write
+        self.transport.write(held + data if held is not None else data)
+
+    def flush(self) -> None:
+        """Send a held head (an answer that ended without a body: HEAD, 204)."""
+        if self._held is not None:
+            self._body(b"")
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def abort(self) -> None:
+        self._held = None
+        self.transport.abort()
+
+
 class GatewayHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, with read deadlines and a connection cap."""
 
@@ -119,6 +177,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     # uvicorn's protocol
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
+        self.transport = cast(Any, OneWrite(transport))
         self.headers = cast(Any, None)  # no request started yet
         wait = self.limits.header_timeout_s
         if len(self.connections) > self.limits.max_connections:  # over the cap: no lingering
@@ -154,6 +213,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._expect(_BODY, self.limits.body_timeout_s)
+        self.transport.arm()
         cap = self.limits.max_connections
         if len(self.connections) > cap or len(self.tasks) >= cap:
             app, self.app = self.app, too_many_connections
@@ -167,6 +227,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._phase = _IDLE
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        self.transport.flush()
+        super().on_response_complete()
 
 
 def server_options(settings: Settings) -> dict[str, Any]:

@@ -137,17 +137,21 @@ def too_large(limit: int) -> GatewayError:
 
 
 class Response:
-    """A complete response body."""
+    """A complete response body, sent with its length (so head and body leave in one write,
+    see :mod:`spaceai.api.connections`)."""
 
-    __slots__ = ("status", "body", "headers")
+    __slots__ = ("status", "body", "headers", "length")
 
-    def __init__(self, status: int, body: bytes, headers: Headers) -> None:
+    def __init__(self, status: int, body: bytes, headers: Headers,
+                 length: int | None = None) -> None:
         self.status = status
         self.body = body
         self.headers = headers
+        self.length = len(body) if length is None else length
 
     async def send(self, send: Callable, receive: Callable) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.start", "status": self.status,
+                    "headers": [*self.headers, (b"content-length", b"%d" % self.length)]})
         await send({"type": "http.response.body", "body": self.body})
 
 
@@ -155,8 +159,7 @@ def head_response(response: Response | StreamResponse) -> Response | StreamRespo
     """The answer to a HEAD request: the GET answer's status and headers, no body."""
     if type(response) is not Response:
         return response  # the server sends no body for HEAD
-    return Response(response.status, b"", response.headers + [
-        (b"content-length", str(len(response.body)).encode())])
+    return Response(response.status, b"", response.headers, len(response.body))
 
 
 def json_response(status: int, data: Any, headers: Headers | None = None) -> Response:
