@@ -120,6 +120,20 @@ def test_the_document_lists_every_parameter_the_validator_knows(spec, method, pa
     assert (body.get("additionalProperties") is False) == refuses_others
 
 
+def test_embedding_input_is_described_as_its_four_shapes(spec):
+    prop = _body_schema(spec, "post", "/v1/embeddings")["properties"]["input"]
+    text, array = prop["anyOf"]
+    assert text == {"type": "string", "minLength": 1}
+    assert array["type"] == "array" and (array["minItems"], array["maxItems"]) == (1, 2048)
+    token = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+    assert array["items"]["anyOf"] == [
+        {"type": "string", "minLength": 1}, token,
+        {"type": "array", "items": token, "minItems": 1}]
+    for shape in ("a string", "an array of strings", "an array of token ids",
+                  "an array of token-id arrays"):
+        assert shape in prop["description"]
+
+
 def test_usage_query_parameters_are_the_query_types_fields(spec):
     names = {p["name"] for p in spec["paths"]["/admin/usage"]["get"]["parameters"]}
     assert names == field_names(schemas.UsageQuery)
