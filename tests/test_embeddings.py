@@ -287,8 +287,8 @@ def test_an_array_mixing_strings_ids_and_token_arrays_is_refused(gateway, key, f
                 "but got an empty array instead.", "empty_array"),
     ([1, -1], "Invalid 'input[1]': integer below minimum value. Expected a value >= 0, but got "
               "-1 instead.", "integer_below_min_value"),
-    (["a"] * 2049, "Invalid 'input': array too long. Expected an array with maximum length "
-                   "2048, but got an array with length 2049 instead.", "array_above_max_length"),
+    (["a"] * 2049, "'input' has 2049 items; at most 2048 are allowed.", "invalid_value"),
+    ([[1]] * 2049, "'input' has 2049 items; at most 2048 are allowed.", "invalid_value"),
 ])
 def test_a_bad_input_item_is_refused_naming_input_and_the_item(gateway, key, fake, sent,
                                                                 message, code):
@@ -327,3 +327,14 @@ def test_exhausted_budget_is_refused_in_openai_shape(gateway, fake):
         c.embeddings.create(model="embed-up", input="one two three four five six seven")
     assert exc.value.body["code"] == "insufficient_quota"
     assert not fake.requests_to("/v1/embeddings")
+
+
+def test_one_long_token_array_is_one_input(gateway, key, fake):
+    """LangChain's OpenAIEmbeddings sends each text as one array of up to 8191 token ids: the
+    limit of 2048 is on the number of inputs, not on one array's length."""
+    tokens = [15339] * 8191
+    r = httpx.post(gateway.api_url + "/embeddings", headers={"Authorization": f"Bearer {key}"},
+                   json={"model": "embed-up", "input": tokens}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["data"]) == 1
+    assert fake.requests_to("/v1/embeddings")[-1].body["input"] == [tokens]

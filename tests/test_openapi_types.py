@@ -124,7 +124,7 @@ def test_embedding_input_is_described_as_its_four_shapes(spec):
     prop = _body_schema(spec, "post", "/v1/embeddings")["properties"]["input"]
     text, array = prop["anyOf"]
     assert text == {"type": "string", "minLength": 1}
-    assert array["type"] == "array" and (array["minItems"], array["maxItems"]) == (1, 2048)
+    assert array["type"] == "array" and array["minItems"] == 1
     token = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
     assert array["items"]["anyOf"] == [
         {"type": "string", "minLength": 1}, token,

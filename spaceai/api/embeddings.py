@@ -16,6 +16,7 @@ from typing import Any
 
 from spaceai.api import metered
 from spaceai.api.http import Request, Response, json_response
+from spaceai.api.schemas import MAX_EMBEDDING_INPUTS
 from spaceai.api.schemas import EmbeddingRequest as EmbeddingBody
 from spaceai.auth import request_token
 from spaceai.catalog import ModelConfig
@@ -50,7 +51,13 @@ def parse_embeddings(body: Any) -> EmbeddingRequest:
         if any(type(item) is not kind for item in raw):
             raise InvalidField("'input' must be a non-empty string, a list of strings, an array "
                                "of token ids or a list of such arrays.", "input")
-        inputs = [raw] if kind is int else raw  # one token array is one input
+        if kind is int:
+            inputs = [raw]  # one token array is one input, however long
+        elif len(raw) > MAX_EMBEDDING_INPUTS:
+            raise InvalidField(f"'input' has {len(raw)} items; at most {MAX_EMBEDDING_INPUTS} "
+                               "are allowed.", "input")
+        else:
+            inputs = raw
     return EmbeddingRequest(model=typed.model, inputs=inputs,
                             encoding_format=typed.encoding_format or "float",
                             dimensions=typed.dimensions, user=typed.user)

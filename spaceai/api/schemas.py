@@ -269,7 +269,7 @@ class CompletionRequest(_Sampling):
 # -- embeddings ------------------------------------------------------------------------------
 
 
-MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit on an input array
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit on the inputs of one request
 NonEmptyText = Annotated[str, Meta(min_length=1)]
 TokenId = Annotated[int, Meta(ge=0, le=INT32_MAX)]
 TokenIds = Annotated[list[TokenId], Meta(min_length=1)]
@@ -279,11 +279,13 @@ class EmbeddingRequest(_Body):
     model: ModelId
     # one array type in a union: the array's items are any of the three kinds, and that an
     # array holds one kind only is checked beside the type (spaceai/api/embeddings.py)
+    # (one token array is one input of any length: LangChain sends 8191-token arrays, so the
+    # limit on the number of inputs is checked beside the type too)
     input: Annotated[NonEmptyText | Annotated[list[NonEmptyText | TokenId | TokenIds], Meta(
-        min_length=1, max_length=MAX_EMBEDDING_INPUTS)], Meta(
+        min_length=1)], Meta(
         description="what to embed: a string, an array of strings, an array of token ids, or "
                     "an array of token-id arrays (an array holds one of these kinds; no string "
-                    "or array empty). Token ids are OpenAI cl100k_base ids (the local model "
+                    "or array empty; at most 2048 inputs). Token ids are OpenAI cl100k_base ids (the local model "
                     "decodes them and embeds the text, or answers 400 saying to send text)")]
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: Annotated[int, Meta(ge=1, le=65_536)] | None = None
