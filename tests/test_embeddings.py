@@ -252,6 +252,54 @@ def test_bad_input_is_an_openai_400(gateway, key, body, param):
     assert err["param"] == param and err["message"] and "type" in err
 
 
+@pytest.mark.parametrize("sent,forwarded", [
+    ("one text", ["one text"]),
+    (["one", "two three"], ["one", "two three"]),
+    ([15339, 1917], [[15339, 1917]]),
+    ([[15339, 1917], [0], [2**31 - 1]], [[15339, 1917], [0], [2**31 - 1]]),
+], ids=["a string", "an array of strings", "an array of token ids", "an array of token arrays"])
+def test_each_input_shape_is_embedded(gateway, key, fake, sent, forwarded):
+    r = httpx.post(gateway.api_url + "/embeddings", headers={"Authorization": f"Bearer {key}"},
+                   json={"model": "embed-up", "input": sent, "encoding_format": "float"},
+                   timeout=30)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["data"]) == len(forwarded)
+    assert fake.last_request.body["input"] == forwarded  # always an array of inputs
+
+
+@pytest.mark.parametrize("mixed", [["text", 15339], [15339, [1917]], ["text", [1917]],
+                                   [[15339], "text"]])
+def test_an_array_mixing_strings_ids_and_token_arrays_is_refused(gateway, key, fake, mixed):
+    r = httpx.post(gateway.api_url + "/embeddings", headers={"Authorization": f"Bearer {key}"},
+                   json={"model": "embed-up", "input": mixed}, timeout=30)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == {
+        "message": "'input' must be a non-empty string, a list of strings, an array of token "
+                   "ids or a list of such arrays.",
+        "type": "invalid_request_error", "param": "input", "code": "invalid_value"}
+    assert not fake.requests_to("/v1/embeddings")
+
+
+@pytest.mark.parametrize("sent,message,code", [
+    (["a", ""], "Invalid 'input[1]': empty string. Expected a string with minimum length 1, "
+                "but got an empty string instead.", "empty_string"),
+    ([[1], []], "Invalid 'input[1]': empty array. Expected an array with minimum length 1, "
+                "but got an empty array instead.", "empty_array"),
+    ([1, -1], "Invalid 'input[1]': integer below minimum value. Expected a value >= 0, but got "
+              "-1 instead.", "integer_below_min_value"),
+    (["a"] * 2049, "'input' has 2049 items; at most 2048 are allowed.", "invalid_value"),
+    ([[1]] * 2049, "'input' has 2049 items; at most 2048 are allowed.", "invalid_value"),
+])
+def test_a_bad_input_item_is_refused_naming_input_and_the_item(gateway, key, fake, sent,
+                                                                message, code):
+    r = httpx.post(gateway.api_url + "/embeddings", headers={"Authorization": f"Bearer {key}"},
+                   json={"model": "embed-up", "input": sent}, timeout=30)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == {"message": message, "type": "invalid_request_error",
+                                 "param": "input", "code": code}
+    assert not fake.requests_to("/v1/embeddings")
+
+
 def test_unknown_model_and_wrong_key(gateway, key):
     r = httpx.post(gateway.api_url + "/embeddings", headers={"Authorization": f"Bearer {key}"},
                    json={"model": "nope", "input": "x"}, timeout=30)
@@ -279,3 +327,14 @@ def test_exhausted_budget_is_refused_in_openai_shape(gateway, fake):
         c.embeddings.create(model="embed-up", input="one two three four five six seven")
     assert exc.value.body["code"] == "insufficient_quota"
     assert not fake.requests_to("/v1/embeddings")
+
+
+def test_one_long_token_array_is_one_input(gateway, key, fake):
+    """LangChain's OpenAIEmbeddings sends each text as one array of up to 8191 token ids: the
+    limit of 2048 is on the number of inputs, not on one array's length."""
+    tokens = [15339] * 8191
+    r = httpx.post(gateway.api_url + "/embeddings", headers={"Authorization": f"Bearer {key}"},
+                   json={"model": "embed-up", "input": tokens}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["data"]) == 1
+    assert fake.requests_to("/v1/embeddings")[-1].body["input"] == [tokens]

@@ -120,6 +120,40 @@ def test_the_document_lists_every_parameter_the_validator_knows(spec, method, pa
     assert (body.get("additionalProperties") is False) == refuses_others
 
 
+def test_embedding_input_is_described_as_its_four_shapes(spec):
+    prop = _body_schema(spec, "post", "/v1/embeddings")["properties"]["input"]
+    text, array = prop["anyOf"]
+    assert text == {"type": "string", "minLength": 1}
+    assert array["type"] == "array" and array["minItems"] == 1
+    token = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+    assert array["items"]["anyOf"] == [
+        {"type": "string", "minLength": 1}, token,
+        {"type": "array", "items": token, "minItems": 1}]
+    for shape in ("a string", "an array of strings", "an array of token ids",
+                  "an array of token-id arrays"):
+        assert shape in prop["description"]
+
+
+def test_responses_input_items_are_described_by_their_types(spec):
+    prop = _body_schema(spec, "post", "/v1/responses")["properties"]["input"]
+    text, array = prop["anyOf"]
+    assert text == {"type": "string"} and array["type"] == "array"
+    items = {"message": "MessageItem", "function_call": "FunctionCallItem",
+             "function_call_output": "FunctionCallOutputItem", "reasoning": "ReasoningItem"}
+    refs = {tag: f"#/components/schemas/{name}" for tag, name in items.items()}
+    assert array["items"]["anyOf"] == [{"$ref": ref} for ref in refs.values()]
+    assert array["items"]["discriminator"] == {"propertyName": "type", "mapping": refs}
+    schemas = spec["components"]["schemas"]
+    for tag, name in items.items():
+        assert schemas[name]["properties"]["type"] == {"enum": [tag]}
+    assert {"call_id", "name", "arguments"} <= set(schemas["FunctionCallItem"]["required"])
+    assert {"call_id", "output"} <= set(schemas["FunctionCallOutputItem"]["required"])
+    assert "EasyInputMessage" in schemas["MessageItem"]["description"]  # type may be left out
+    parts = schemas["MessageItem"]["properties"]["content"]["anyOf"][1]["items"]["anyOf"][1]
+    assert set(parts["discriminator"]["mapping"]) == {
+        "input_text", "output_text", "text", "refusal", "input_image", "input_file"}
+
+
 def test_usage_query_parameters_are_the_query_types_fields(spec):
     names = {p["name"] for p in spec["paths"]["/admin/usage"]["get"]["parameters"]}
     assert names == field_names(schemas.UsageQuery)

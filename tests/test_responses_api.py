@@ -358,6 +358,105 @@ def test_bad_requests_are_openai_shaped_400s(gateway, key):
         assert r.json()["error"]["param"] == param and r.json()["error"]["type"]
 
 
+def _refusal(gateway, key, body) -> dict:
+    r = httpx.post(gateway.api_url + "/responses", json={"model": "gpt-test", **body},
+                   headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert r.status_code == 400, r.text
+    return r.json()["error"]
+
+
+@pytest.mark.parametrize("kind", ["banana", "item_reference", "computer_call_output"])
+def test_an_input_item_of_a_type_not_taken_is_refused_naming_its_type(gateway, key, fakes, kind):
+    oai, _ = fakes
+    error = _refusal(gateway, key, {"input": [{"role": "user", "content": "hi"},
+                                              {"type": kind, "id": "x"}]})
+    assert error == {
+        "message": f"Invalid value for 'input[1].type': input items of type '{kind}' are not "
+                   "supported (supported: message, function_call, function_call_output, "
+                   "reasoning).",
+        "type": "invalid_request_error", "param": "input[1].type", "code": "unsupported_value"}
+    assert not oai.requests
+
+
+@pytest.mark.parametrize("item,missing", [
+    ({"type": "function_call", "name": "get_weather", "arguments": "{}"}, "call_id"),
+    ({"type": "function_call", "call_id": "c1", "arguments": "{}"}, "name"),
+    ({"type": "function_call_output", "call_id": "c1"}, "output"),
+    ({"type": "message", "content": "hi"}, "role"),
+    ({"content": "hi"}, "type"),  # neither a type nor a role: no item says what it is
+])
+def test_an_input_item_missing_a_required_field_is_refused_naming_it(gateway, key, item, missing):
+    error = _refusal(gateway, key, {"input": [{"role": "user", "content": "hi"}, item]})
+    assert error == {"message": f"Missing required parameter: 'input[1].{missing}'.",
+                     "type": "invalid_request_error", "param": f"input[1].{missing}",
+                     "code": "missing_required_parameter"}
+
+
+@pytest.mark.parametrize("item,param,message,code", [
+    ({"role": "bot", "content": "hi"}, "input[0].role",
+     "Invalid value for 'input[0].role': 'bot'. Supported values are: 'assistant', "
+     "'developer', 'system', 'user'.", "invalid_value"),
+    ({"role": "user", "content": [{"type": "input_text", "text": 5}]},
+     "input[0].content[0].text",
+     "Invalid type for 'input[0].content[0].text': expected a string, but got integer.",
+     "invalid_type"),
+    ({"role": "user", "content": [{"type": "input_image", "file_id": "file_1"}]},
+     "input[0].content[0]", "Invalid 'input[0].content[0]': only 'image_url' images (an http(s) "
+     "or base64 data URL) are supported, not file ids.", "unsupported_value"),
+    ({"type": "function_call_output", "call_id": "c1", "output": None}, "input[0].output",
+     "Invalid type for 'input[0].output': expected a string or an array, but got null.",
+     "invalid_type"),
+])
+def test_a_bad_field_in_an_input_item_is_refused_naming_it(gateway, key, item, param, message,
+                                                          code):
+    assert _refusal(gateway, key, {"input": [item]}) == {
+        "message": message, "type": "invalid_request_error", "param": param, "code": code}
+
+
+def test_a_message_without_a_type_is_taken_as_a_message(client, fakes):
+    oai, _ = fakes
+    resp = client.responses.create(model="gpt-test", input=[
+        {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "input_text", "text": "Hi"}]}])
+    assert oai.last_request.body["messages"] == [{"role": "developer", "content": "Be brief."},
+                                                 {"role": "user", "content": "Hi"}]
+    items = client.responses.input_items.list(resp.id, order="asc").data
+    assert [(i.type, i.role, i.content[0].text) for i in items] == [
+        ("message", "developer", "Be brief."), ("message", "user", "Hi")]
+
+
+def test_fields_an_item_does_not_declare_are_ignored(client, fakes):
+    """What clients echo back from an earlier response (Codex, the Agents SDK) carries more
+    fields than the gateway reads; OpenAI's item shapes grow."""
+    oai, _ = fakes
+    reasoning = {"type": "reasoning", "id": "rs_1", "summary": [
+        {"type": "summary_text", "text": "thinking", "extra": 1}],
+        "encrypted_content": "opaque", "content": None, "status": None, "new_field": [1]}
+    resp = client.responses.create(model="gpt-test", input=[
+        {"type": "message", "role": "user", "content": "Weather?", "new_field": True},
+        reasoning,
+        {"type": "message", "role": "assistant", "id": "msg_1", "status": "completed",
+         "content": [{"type": "output_text", "text": "Checking.", "annotations": [],
+                      "logprobs": []}]},
+        {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "get_weather",
+         "arguments": '{"city":"Oslo"}', "status": "completed", "parsed_arguments": None,
+         "namespace": None},
+        {"type": "function_call_output", "call_id": "c1", "output": "Sunny",
+         "created_by": "someone"}], tools=[WEATHER_TOOL])
+    assert oai.last_request.body["messages"] == [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "Checking.", "tool_calls": [
+            {"id": "c1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "Sunny"}]
+    items = client.responses.input_items.list(resp.id, order="asc").data
+    assert [i.type for i in items] == ["message", "reasoning", "message", "function_call",
+                                       "function_call_output"]
+    assert items[1].model_dump(exclude_none=True) == {
+        k: v for k, v in reasoning.items() if v is not None}  # kept as sent
+    assert items[3].id == "fc_1" and items[2].id == "msg_1"
+
+
 def test_mid_stream_failure_is_response_failed_and_billed(gateway, fakes):
     oai, _ = fakes
     key = gateway.create_key(name="failing")

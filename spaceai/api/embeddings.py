@@ -16,49 +16,48 @@ from typing import Any
 
 from spaceai.api import metered
 from spaceai.api.http import Request, Response, json_response
+from spaceai.api.schemas import MAX_EMBEDDING_INPUTS
 from spaceai.api.schemas import EmbeddingRequest as EmbeddingBody
 from spaceai.auth import request_token
 from spaceai.catalog import ModelConfig
-from spaceai.fields import INT32_MAX, convert
+from spaceai.fields import InvalidField, convert
 from spaceai.gateway import Gateway
 from spaceai.metering.meter import usd
 from spaceai.providers.base import Provider
-from spaceai.types import EmbeddingRequest, GatewayError, Usage
+from spaceai.types import EmbeddingRequest, Usage
 
 ENDPOINT = "/v1/embeddings"
-MAX_INPUTS = 2048
-
-
-def _bad(message: str, param: str) -> GatewayError:
-    return GatewayError(400, message, param=param, code="invalid_value")
-
-
-def _is_tokens(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(
-        type(t) is int and 0 <= t <= INT32_MAX for t in value)
 
 
 def parse_embeddings(body: Any) -> EmbeddingRequest:
     """Validate an OpenAI embeddings body; a 400 naming the parameter on bad input.
 
-    ``input`` is one of four shapes, which one type cannot say (msgspec takes one kind of
-    array in a union): checked here.
+    ``input``'s four shapes are its type's (:class:`~spaceai.api.schemas.EmbeddingRequest`);
+    what the type cannot say is checked here: an array does not mix strings, token ids and
+    token arrays. A bad item is refused naming ``input``, as OpenAI does; the message says
+    which item.
     """
-    typed = convert(body, EmbeddingBody)
+    try:
+        typed = convert(body, EmbeddingBody)
+    except InvalidField as exc:
+        if exc.param is not None and exc.param.startswith("input["):
+            raise InvalidField(exc.message, "input", exc.code or "invalid_value") from None
+        raise
     raw = typed.input
-    if isinstance(raw, str) or _is_tokens(raw):
+    if isinstance(raw, str):
         inputs: list[Any] = [raw]
-    elif isinstance(raw, list) and raw and all(isinstance(i, str) for i in raw):
-        inputs = list(raw)
-    elif isinstance(raw, list) and raw and all(_is_tokens(i) for i in raw):
-        inputs = list(raw)
     else:
-        raise _bad("'input' must be a non-empty string, a list of strings, an array of token "
-                   "ids or a list of such arrays.", "input")
-    if any(i == "" for i in inputs):
-        raise _bad("'input' must not contain empty strings.", "input")
-    if len(inputs) > MAX_INPUTS:
-        raise _bad(f"'input' has {len(inputs)} items; at most {MAX_INPUTS} are allowed.", "input")
+        kind = type(raw[0])
+        if any(type(item) is not kind for item in raw):
+            raise InvalidField("'input' must be a non-empty string, a list of strings, an array "
+                               "of token ids or a list of such arrays.", "input")
+        if kind is int:
+            inputs = [raw]  # one token array is one input, however long
+        elif len(raw) > MAX_EMBEDDING_INPUTS:
+            raise InvalidField(f"'input' has {len(raw)} items; at most {MAX_EMBEDDING_INPUTS} "
+                               "are allowed.", "input")
+        else:
+            inputs = raw
     return EmbeddingRequest(model=typed.model, inputs=inputs,
                             encoding_format=typed.encoding_format or "float",
                             dimensions=typed.dimensions, user=typed.user)

@@ -1,7 +1,11 @@
 """A Responses API request (``POST /v1/responses``) -> the gateway's one :class:`ChatRequest`.
 
-Input items become OpenAI chat messages (``function_call`` items join the assistant turn
-before them as ``tool_calls``, ``function_call_output`` items become ``tool`` messages),
+The body, its input items and their content parts are converted to their declared types
+(:class:`spaceai.api.schemas.ResponsesRequest`, items tagged by ``type``); only a message
+without ``type`` (OpenAI's EasyInputMessage) is tagged first, and an item type the gateway
+does not take refused as unsupported. Input items become OpenAI chat messages
+(``function_call`` items join the assistant turn before them as ``tool_calls``,
+``function_call_output`` items become ``tool`` messages),
 ``instructions`` a leading system message, function tools chat tools, ``text.format`` a
 ``response_format``, ``max_output_tokens`` ``max_completion_tokens``. The chat body built
 here is then validated by :func:`spaceai.api.validation.parse_chat`, the same rules as
@@ -22,15 +26,26 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import orjson
+from msgspec import Struct
 
 from spaceai.api.schemas import (
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    InputImagePart,
+    InputItem,
+    InputTextPart,
     JsonObjectFormat,
     JsonSchemaResponseFormat,
+    MessageItem,
+    OutputTextPart,
     Reasoning,
+    RefusalPart,
+    ResponsesInput,
     ResponsesText,
+    TextPart,
 )
 from spaceai.api.schemas import ResponsesRequest as ResponsesBody
 from spaceai.api.validation import bad, parse_chat
@@ -47,7 +62,6 @@ HOSTED_TOOLS = frozenset({
 # counterpart (include, truncation, ...) change nothing here
 _PASSED = ("temperature", "top_p", "stream", "parallel_tool_calls", "user", "service_tier",
            "prompt_cache_key", "safety_identifier")
-_ROLES = ("user", "system", "developer", "assistant")
 
 
 def new_id(prefix: str) -> str:
@@ -69,77 +83,87 @@ class ResponsesRequest:
 
 # -- input items ---------------------------------------------------------------------------
 
+_ITEM_TYPES = tuple(item.__struct_config__.tag for item in get_args(InputItem))
+
+
+class _Input(Struct):  # input alone, for normalise_input without a body
+    input: ResponsesInput
+
+
+def _tag_items(body: Any) -> Any:
+    """``body`` with ``type: message`` in each input item that has a ``role`` and no ``type``
+    (OpenAI's EasyInputMessage), so the items' tagged union converts it; the client's own
+    objects are left as sent. An item of a type the gateway does not take (OpenAI defines
+    more: item_reference, computer_call...) is a 400 naming it."""
+    items = body.get("input") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        return body
+    tagged = []
+    for i, item in enumerate(items):
+        if isinstance(item, dict):
+            kind = item.get("type")
+            if kind is None and "role" in item:
+                item = {**item, "type": "message"}
+            elif isinstance(kind, str) and kind not in _ITEM_TYPES:
+                raise bad(f"Invalid value for 'input[{i}].type': input items of type {kind!r} "
+                          f"are not supported (supported: {', '.join(_ITEM_TYPES)}).",
+                          f"input[{i}].type", "unsupported_value")
+        tagged.append(item)
+    return {**body, "input": tagged}
+
 
 def _part(part: Any, param: str, role: str) -> dict[str, Any]:
-    if isinstance(part, str):
+    kind = type(part)
+    if kind is str:
         return {"type": "input_text", "text": part}
-    kind = part.get("type") if isinstance(part, dict) else None
-    if kind in ("input_text", "output_text", "text") and isinstance(part.get("text"), str):
-        out_kind = "output_text" if role == "assistant" else "input_text"
-        return ({"type": out_kind, "text": part["text"], "annotations": []}
-                if out_kind == "output_text" else {"type": out_kind, "text": part["text"]})
-    if kind == "refusal" and isinstance(part.get("refusal"), str):
-        return {"type": "refusal", "refusal": part["refusal"]}
-    if kind == "input_image":
-        if not isinstance(part.get("image_url"), str):
+    if kind is InputTextPart or kind is OutputTextPart or kind is TextPart:
+        if role == "assistant":
+            return {"type": "output_text", "text": part.text, "annotations": []}
+        return {"type": "input_text", "text": part.text}
+    if kind is RefusalPart:
+        return {"type": "refusal", "refusal": part.refusal}
+    if kind is InputImagePart:
+        if part.image_url is None:
             raise bad(f"Invalid '{param}': only 'image_url' images (an http(s) or base64 data "
                       "URL) are supported, not file ids.", param, "unsupported_value")
-        return {"type": "input_image", "image_url": part["image_url"],
-                "detail": part.get("detail") or "auto"}
-    raise bad(f"Invalid content part at '{param}': expected input_text, input_image, "
-              f"output_text or refusal (got {kind!r}).", param)
+        return {"type": "input_image", "image_url": part.image_url,
+                "detail": part.detail or "auto"}
+    raise bad(f"Invalid content part at '{param}': input_file parts are not supported "
+              "(supported: input_text, input_image, output_text, refusal).", param,
+              "unsupported_value")
 
 
-def _normalise(item: Any, param: str) -> dict[str, Any]:
-    """One input item in the shape ``input_items`` lists it, with an id."""
-    if not isinstance(item, dict):
-        raise bad(f"Invalid type for '{param}': expected an object.", param, "invalid_type")
-    kind = item.get("type") or ("message" if "role" in item else None)
-    if kind == "message":
-        role = item.get("role")
-        if role not in _ROLES:
-            raise bad(f"Invalid value for '{param}.role': expected one of "
-                      f"{', '.join(_ROLES)}.", f"{param}.role")
-        content = item.get("content")
-        if isinstance(content, str):
-            content = [content]
-        if not isinstance(content, list):
-            raise bad(f"Invalid type for '{param}.content': expected a string or an array of "
-                      "content parts.", f"{param}.content", "invalid_type")
-        parts = [_part(p, f"{param}.content[{j}]", role) for j, p in enumerate(content)]
-        return {"id": item.get("id") or new_id("msg"), "type": "message", "role": role,
-                "content": parts, "status": item.get("status") or "completed"}
-    if kind == "function_call":
-        for name in ("call_id", "name", "arguments"):
-            if not isinstance(item.get(name), str):
-                raise bad(f"Missing required parameter: '{param}.{name}'.", f"{param}.{name}",
-                          "missing_required_parameter")
-        return {"id": item.get("id") or new_id("fc"), "type": "function_call",
-                "call_id": item["call_id"], "name": item["name"],
-                "arguments": item["arguments"], "status": item.get("status") or "completed"}
-    if kind == "function_call_output":
-        output = item.get("output")
-        if not isinstance(item.get("call_id"), str) or output is None:
-            raise bad(f"Missing required parameter: '{param}.call_id' and '{param}.output'.",
-                      f"{param}.call_id", "missing_required_parameter")
-        return {"id": item.get("id") or new_id("fco"), "type": "function_call_output",
-                "call_id": item["call_id"], "output": output,
-                "status": item.get("status") or "completed"}
-    if kind == "reasoning":
-        return {**item, "id": item.get("id") or new_id("rs"), "summary": item.get("summary") or []}
-    raise bad(f"Invalid value for '{param}.type': input items of type {kind!r} are not supported "
-              "(supported: message, function_call, function_call_output, reasoning).",
-              f"{param}.type", "unsupported_value")
+def _normalise(item: Any, sent: Any, param: str) -> dict[str, Any]:
+    """One input item (converted to its type; ``sent``: as the client sent it) in the shape
+    ``input_items`` lists it, with an id."""
+    kind = type(item)
+    if kind is MessageItem:
+        content = [item.content] if isinstance(item.content, str) else item.content
+        parts = [_part(p, f"{param}.content[{j}]", item.role) for j, p in enumerate(content)]
+        return {"id": item.id or new_id("msg"), "type": "message", "role": item.role,
+                "content": parts, "status": item.status or "completed"}
+    if kind is FunctionCallItem:
+        return {"id": item.id or new_id("fc"), "type": "function_call",
+                "call_id": item.call_id, "name": item.name, "arguments": item.arguments,
+                "status": item.status or "completed"}
+    if kind is FunctionCallOutputItem:
+        return {"id": item.id or new_id("fco"), "type": "function_call_output",
+                "call_id": item.call_id, "output": sent["output"],
+                "status": item.status or "completed"}
+    # reasoning: kept as sent, for the upstream that made it
+    return {**sent, "id": item.id or new_id("rs"), "summary": sent.get("summary") or []}
 
 
-def normalise_input(value: Any) -> list[dict[str, Any]]:
-    """``input`` (a string or a list of items) as a list of normalised items."""
-    if isinstance(value, str):
-        return [_normalise({"role": "user", "content": value}, "input")]
-    if not isinstance(value, list):
-        raise bad("Invalid type for 'input': expected a string or an array of input items.",
-                  "input", "invalid_type")
-    return [_normalise(item, f"input[{i}]") for i, item in enumerate(value)]
+def normalise_input(value: Any, typed: Any = None) -> list[dict[str, Any]]:
+    """``input`` as sent (a string or a list of items) as a list of normalised items;
+    ``typed`` is ``value`` converted to its type (converted here when not given)."""
+    if typed is None:
+        value = _tag_items({"input": value})["input"]
+        typed = convert({"input": value}, _Input).input
+    if isinstance(typed, str):
+        return [_normalise(MessageItem(role="user", content=typed), None, "input")]
+    return [_normalise(item, sent, f"input[{i}]")
+            for i, (item, sent) in enumerate(zip(typed, value, strict=True))]
 
 
 def _text(parts: list[dict[str, Any]]) -> str:
@@ -243,11 +267,12 @@ def _response_format(text: ResponsesText | None) -> dict[str, Any] | None:
 def parse_responses(body: Any, history: list[dict[str, Any]] | None = None) -> ResponsesRequest:
     """Validate a Responses body and translate it; ``history`` is the stored conversation
     (context and output of ``previous_response_id``) the input continues."""
+    body = _tag_items(body)
     typed = convert(body, ResponsesBody)
     for name in ("background", "conversation", "prompt"):
         if body.get(name):
             raise bad(f"'{name}' is not supported by this gateway.", name, "unsupported_parameter")
-    items = normalise_input(body["input"])
+    items = normalise_input(body["input"], typed.input)
     context = [*(history or []), *items]
     instructions = typed.instructions
     messages = items_to_messages(context)

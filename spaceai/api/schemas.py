@@ -269,10 +269,23 @@ class CompletionRequest(_Sampling):
 # -- embeddings ------------------------------------------------------------------------------
 
 
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit on the inputs of one request
+NonEmptyText = Annotated[str, Meta(min_length=1)]
+TokenId = Annotated[int, Meta(ge=0, le=INT32_MAX)]
+TokenIds = Annotated[list[TokenId], Meta(min_length=1)]
+
+
 class EmbeddingRequest(_Body):
     model: ModelId
-    input: Annotated[Annotated[str, Meta(min_length=1)] | list[Any], Meta(
-        description="text, texts, or token arrays: OpenAI cl100k_base ids (the local model "
+    # one array type in a union: the array's items are any of the three kinds, and that an
+    # array holds one kind only is checked beside the type (spaceai/api/embeddings.py)
+    # (one token array is one input of any length: LangChain sends 8191-token arrays, so the
+    # limit on the number of inputs is checked beside the type too)
+    input: Annotated[NonEmptyText | Annotated[list[NonEmptyText | TokenId | TokenIds], Meta(
+        min_length=1)], Meta(
+        description="what to embed: a string, an array of strings, an array of token ids, or "
+                    "an array of token-id arrays (an array holds one of these kinds; no string "
+                    "or array empty; at most 2048 inputs). Token ids are OpenAI cl100k_base ids (the local model "
                     "decodes them and embeds the text, or answers 400 saying to send text)")]
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: Annotated[int, Meta(ge=1, le=65_536)] | None = None
@@ -377,6 +390,90 @@ class MessagesRequest(_Body):
 
 
 # -- OpenAI Responses ------------------------------------------------------------------------
+# Input items and their content parts are tagged by ``type``; a field OpenAI adds to an item
+# (``annotations``, ``logprobs``...) is ignored, as item shapes grow.
+
+
+class InputTextPart(_Body, tag="input_text"):
+    text: str
+
+
+class OutputTextPart(_Body, tag="output_text"):
+    """An assistant's text, as a response's output message holds it."""
+
+    text: str
+
+
+class InputImagePart(_Body, tag="input_image"):
+    image_url: Annotated[str | None, Meta(
+        description="an http(s) or base64 data URL (required: file_id images are a 400)")] = None
+    file_id: Annotated[str | None, Meta(description="not supported: a 400")] = None
+    detail: str | None = None
+
+
+class InputFilePart(_Body, tag="input_file"):
+    """Not supported: a 400 naming the part."""
+
+    file_id: str | None = None
+    file_data: str | None = None
+    file_url: str | None = None
+    filename: str | None = None
+
+
+InputFileData = InputTextPart | InputImagePart | InputFilePart
+ItemContent = str | list[str | InputTextPart | OutputTextPart | TextPart | RefusalPart
+                         | InputImagePart | InputFilePart]
+ItemStatus = Literal["in_progress", "completed", "incomplete"]
+
+
+class _Item(_Body, kw_only=True):
+    id: Annotated[str | None, Meta(description="kept; one is made up when left out")] = None
+    status: ItemStatus | None = None
+
+
+class MessageItem(_Item, tag="message"):
+    """A message. ``type`` may be left out when ``role`` is given (OpenAI's EasyInputMessage)."""
+
+    role: Literal["user", "assistant", "system", "developer"]
+    content: Annotated[ItemContent, Meta(
+        description="a text, or content parts: input_text, output_text, refusal, input_image "
+                    "(image_url; file_id images and input_file parts are a 400)")]
+
+
+class FunctionCallItem(_Item, tag="function_call"):
+    """A call the model made to one of the client's functions: joins the assistant turn
+    before it as a tool call."""
+
+    call_id: str
+    name: str
+    arguments: Annotated[str, Meta(description="the arguments as a JSON text")]
+
+
+class FunctionCallOutputItem(_Item, tag="function_call_output"):
+    """The client's result for ``call_id``: a tool message to the model."""
+
+    call_id: str
+    output: Annotated[str | list[InputFileData], Meta(
+        description="a text, or content parts (their texts are what the model reads)")]
+
+
+class SummaryTextPart(_Body, tag="summary_text"):
+    text: str
+
+
+class ReasoningItem(_Item, tag="reasoning"):
+    """A model's reasoning from an earlier response: kept in the conversation as sent (and
+    sent to native Responses upstreams); chat upstreams have no field for it."""
+
+    summary: list[SummaryTextPart] | None = None
+    encrypted_content: str | None = None
+    content: list[JsonObject] | None = None
+
+
+InputItem = MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem
+ResponsesInput = Annotated[str | list[InputItem], Meta(
+    description="a text (one user message), or input items: message, function_call, "
+                "function_call_output or reasoning; other item types are a 400")]
 
 
 class ResponsesText(_Body):
@@ -400,9 +497,7 @@ class ResponsesRequest(_Body, forbid_unknown_fields=True):
     """OpenAI's Responses API; a field not listed here is a 400 naming it."""
 
     model: ModelId
-    input: Annotated[str | list[JsonObject], Meta(
-        description="a text, or input items: message (input_text / input_image parts), "
-                    "function_call, function_call_output or reasoning")]
+    input: ResponsesInput
     instructions: str | None = None
     max_output_tokens: PositiveInt32 | None = None
     temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
