@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _MAX_COUNT = 2**40
+_NO_DETAILS: dict[str, Any] = {}
 
 
 def token_count(value: Any) -> int | None:
@@ -97,6 +98,19 @@ class Usage:
     @classmethod
     def from_openai(cls, data: Any) -> Usage:
         """A Chat Completions / Completions / Embeddings ``usage`` object."""
+        if data.__class__ is dict:  # the usual object, every count a plain integer: inline
+            p, c = data.get("prompt_tokens", 0), data.get("completion_tokens", 0)
+            pd = data.get("prompt_tokens_details") or _NO_DETAILS
+            cd = data.get("completion_tokens_details") or _NO_DETAILS
+            if pd.__class__ is dict and cd.__class__ is dict:
+                cached, created = pd.get("cached_tokens", 0), pd.get("cache_creation_tokens", 0)
+                reasoning = cd.get("reasoning_tokens", 0)
+                if (p.__class__ is int and c.__class__ is int and cached.__class__ is int
+                        and created.__class__ is int and reasoning.__class__ is int
+                        and 0 <= p < _MAX_COUNT and 0 <= c < _MAX_COUNT
+                        and 0 <= cached < _MAX_COUNT and 0 <= created < _MAX_COUNT
+                        and 0 <= reasoning < _MAX_COUNT):
+                    return cls(p, c, cached, created, reasoning)
         u, data = cls._of(data)
         if data is not None:
             u.prompt_tokens = u.count(data, "prompt_tokens")

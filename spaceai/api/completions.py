@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import orjson
 
 from spaceai.api import metered
-from spaceai.api.http import Request, Response, StreamResponse, json_response
+from spaceai.api.http import Last, Request, Response, StreamResponse, json_response
 from spaceai.api.validation import parse_chat, parse_completion
 from spaceai.auth import request_token
 from spaceai.bodies import stream_text
@@ -71,13 +71,19 @@ async def _relay(req: ChatRequest, chunks: AsyncIterator[StreamEvent]) -> AsyncI
     (all the complete events of one upstream read) leaves in one write, as upstream sent it.
     """
     hide_usage = not req.include_usage
+    usage = b""  # the usage chunk (the stream's last) leaves with [DONE]
     try:
         async for event in chunks:
-            if hide_usage and event.final_usage is not None:
+            if usage:
+                yield usage
+                usage = b""
+            if event.final_usage is not None:
+                if not hide_usage:
+                    usage = event.sse_bytes()
                 continue
             yield event.sse_bytes()
-        yield b"data: [DONE]\n\n"
+        yield Last(usage + b"data: [DONE]\n\n")
     except UpstreamError as exc:
-        yield b"data: " + orjson.dumps(exc.to_dict()) + b"\n\n"
+        yield Last(usage + b"data: " + orjson.dumps(exc.to_dict()) + b"\n\n")
     finally:
         await chunks.aclose()

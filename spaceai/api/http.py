@@ -174,6 +174,14 @@ def error_response(err: GatewayError) -> Response:
     return json_response(err.status, err.to_dict(), headers)
 
 
+class Last(bytes):
+    """The last piece of a streamed body: it leaves in the same write as the end of the body
+    (an SSE stream's ``[DONE]`` and the chunked encoding's terminator), and nothing after it
+    is sent."""
+
+    __slots__ = ()
+
+
 class StreamResponse:
     """An SSE (or other) stream; cancels its producer as soon as the client goes away."""
 
@@ -191,14 +199,20 @@ class StreamResponse:
         async def pump() -> None:
             await send({"type": "http.response.start", "status": self.status,
                         "headers": self.headers})
+            ended = False
             try:
                 async for chunk in self.chunks:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    ended = chunk.__class__ is Last
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": not ended})
+                    if ended:
+                        break
             finally:
                 aclose = getattr(self.chunks, "aclose", None)
                 if aclose is not None:
                     await aclose()
-            await send({"type": "http.response.body", "body": b""})
+            if not ended:
+                await send({"type": "http.response.body", "body": b""})
 
         async def watch() -> None:
             while True:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from spaceai.catalog import ModelConfig
 from spaceai.keys import KeyRecord
-from spaceai.metering.tokens import estimate_prompt_tokens, max_prompt_tokens
+from spaceai.metering.tokens import prompt_sizes
 from spaceai.storage.tables import NANOS_PER_USD, api_keys, usage
 from spaceai.types import ChatRequest, GatewayError
 
@@ -41,14 +41,16 @@ def reservation(model: ModelConfig, req: ChatRequest,
     it can reach (``chain``: the model and its fallbacks), so no fallback can overspend.
     The tokens (for tpm limits, corrected at settle) use the ordinary estimate.
     """
-    models = chain or (model,)
-    estimate = estimate_prompt_tokens(req)
-    bound = max(estimate, max_prompt_tokens(req))
-    nanos = max(
-        math.ceil(bound * m.input_price * NANOS_PER_USD)
-        + math.ceil(max_output_tokens(m, req, estimate) * m.output_price * NANOS_PER_USD)
-        for m in models)
-    return nanos, estimate + max_output_tokens(model, req, estimate)
+    estimate, bound = prompt_sizes(req)
+    bound = max(estimate, bound)
+    output = max_output_tokens(model, req, estimate)
+    nanos = (math.ceil(bound * model.input_price * NANOS_PER_USD)
+             + math.ceil(output * model.output_price * NANOS_PER_USD))
+    for m in chain:
+        if m is not model:
+            nanos = max(nanos, math.ceil(bound * m.input_price * NANOS_PER_USD) + math.ceil(
+                max_output_tokens(m, req, estimate) * m.output_price * NANOS_PER_USD))
+    return nanos, estimate + output
 
 
 def reservation_ttl_ms(model: ModelConfig) -> int:

@@ -28,17 +28,7 @@ def _text_len(content: Any) -> int:
 
 def estimate_prompt_tokens(req: ChatRequest) -> int:
     """An upper-leaning estimate of the prompt's tokens (about 4 characters per token)."""
-    if req.prompt is not None:
-        return len(req.prompt) // _CHARS_PER_TOKEN + 1
-    chars = 0
-    for msg in req.messages:
-        chars += _text_len(msg.get("content"))
-        for call in msg.get("tool_calls") or ():
-            fn = call.get("function") or {}
-            chars += len(fn.get("name") or "") + len(fn.get("arguments") or "")
-    for tool in req.params.get("tools") or ():
-        chars += len(str(tool))
-    return chars // _CHARS_PER_TOKEN + 4 * len(req.messages) + 3
+    return prompt_sizes(req)[0]
 
 
 # what one image can cost at most in prompt tokens (above the largest image cost of OpenAI's
@@ -50,7 +40,7 @@ _PRIMING = 3  # the tokens that start the assistant's answer
 
 def _bytes(value: Any) -> int:
     if isinstance(value, str):
-        return len(value.encode("utf-8", "surrogatepass"))
+        return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
     if isinstance(value, list):
         n = 0
         for part in value:
@@ -78,14 +68,37 @@ def max_prompt_tokens(req: ChatRequest) -> int:
     so the bytes of every text a provider reads (messages, tool calls, tools, schemas) bound
     its count; each image counts its largest size, each message its template tokens.
     """
+    return prompt_sizes(req)[1]
+
+
+def prompt_sizes(req: ChatRequest) -> tuple[int, int]:
+    """(:func:`estimate_prompt_tokens`, :func:`max_prompt_tokens`) in one walk of the prompt:
+    a budget reservation needs both."""
     if req.prompt is not None:
-        return _bytes(req.prompt) + _PRIMING
+        return len(req.prompt) // _CHARS_PER_TOKEN + 1, _bytes(req.prompt) + _PRIMING
+    chars = 0
     n = _PRIMING
     for msg in req.messages:
-        n += _MESSAGE_OVERHEAD + _bytes(msg.get("content")) + _bytes(msg.get("name"))
+        content = msg.get("content")
+        if content.__class__ is str:
+            chars += len(content)
+            n += _MESSAGE_OVERHEAD + (len(content) if content.isascii()
+                                      else len(content.encode("utf-8", "surrogatepass")))
+        else:
+            chars += _text_len(content)
+            n += _MESSAGE_OVERHEAD + _bytes(content)
+        name = msg.get("name")
+        if name is not None:
+            n += _bytes(name)
         for call in msg.get("tool_calls") or ():
+            fn = call.get("function") or {}
+            chars += len(fn.get("name") or "") + len(fn.get("arguments") or "")
             n += len(orjson.dumps(call))
+    params = req.params
+    for tool in params.get("tools") or ():
+        chars += len(str(tool))
     for name in ("tools", "functions", "response_format"):
-        if req.params.get(name):
-            n += len(orjson.dumps(req.params[name]))
-    return n
+        value = params.get(name)
+        if value:
+            n += len(orjson.dumps(value))
+    return chars // _CHARS_PER_TOKEN + 4 * len(req.messages) + 3, n

@@ -58,10 +58,16 @@ class Chunk(dict):
     """One OpenAI chunk (``chat.completion.chunk`` or ``text_completion``): a dict, with the
     stream event methods."""
 
-    __slots__ = ()
+    __slots__ = ("_final",)  # final_usage, once read
 
     def sse_bytes(self) -> bytes:
         return b"data: " + orjson.dumps(self) + b"\n\n"
+
+    def closing(self, usage: Usage) -> Chunk:
+        """This chunk as the one that closes the stream, carrying ``usage``."""
+        self["usage"] = usage.to_openai()
+        self._final = usage
+        return self
 
     def chunks(self) -> tuple[dict[str, Any]]:
         return (self,)
@@ -72,8 +78,13 @@ class Chunk(dict):
 
     @property
     def final_usage(self) -> Usage | None:
-        usage = self.get("usage")
-        return Usage.from_openai(usage) if usage and not self.get("choices") else None
+        try:
+            return self._final
+        except AttributeError:
+            usage = self.get("usage")
+            final = self._final = (Usage.from_openai(usage) if usage and not self.get("choices")
+                                   else None)
+            return final
 
 
 class WireBlock:

@@ -134,16 +134,16 @@ def _fit(req: ChatRequest, model: ModelConfig) -> Fitted:
                           "x-spaceai-dropped header.", unsupported[0])
         dropped = unsupported
     params = req.params
-    defaults = req.sampling_defaults and any(
-        k not in params for k in model.sampling_defaults)
+    defaults = model.sampling_defaults if req.sampling_defaults else None
+    if defaults and all(k in params for k in defaults):
+        defaults = None
     renamed = (model.provider == "openai" and model.max_tokens_param == "max_completion_tokens"
                and "max_tokens" in params and req.prompt is None)
     if not (dropped or defaults or renamed):
         return Fitted(req, dropped)
-    params = {k: v for k, v in params.items() if k not in dropped}
-    if defaults:
-        for name, value in model.sampling_defaults.items():
-            params.setdefault(name, value)
+    if dropped:
+        params = {k: v for k, v in params.items() if k not in dropped}
+    params = {**defaults, **params} if defaults else dict(params)  # the client's values win
     if renamed:
         value = params.pop("max_tokens")
         params.setdefault("max_completion_tokens", value)

@@ -143,5 +143,4 @@ class OpenAIStreamDecoder:
         final = self.usage_chunk or Chunk(id="", object="chat.completion.chunk",
                                           created=int(time.time()), choices=[])
         final["model"] = self.model.id
-        final["usage"] = usage.to_openai()
-        return final
+        return final.closing(usage)

@@ -62,7 +62,7 @@ async def _wait(fut: asyncio.Future, deadline: float | None):  # noqa: ANN202
     """Await ``fut``, failing it with TimeoutError at loop time ``deadline`` (no extra task)."""
     if deadline is None:
         return await fut
-    handle = asyncio.get_running_loop().call_at(deadline, _expire, fut)
+    handle = fut.get_loop().call_at(deadline, _expire, fut)
     try:
         return await fut
     finally:
@@ -72,12 +72,14 @@ async def _wait(fut: asyncio.Future, deadline: float | None):  # noqa: ANN202
 class _Connection(asyncio.Protocol):
     """One upstream connection; carries one request at a time."""
 
-    __slots__ = ("transport", "parser", "status", "headers", "_name", "chunks", "buffered",
+    __slots__ = ("transport", "parser", "status", "headers", "chunks", "buffered",
                  "complete", "keep_alive", "closed", "error", "waiter", "head_waiter", "paused",
-                 "served", "idle_since", "origin", "received", "interim", "counted", "lost_at")
+                 "served", "idle_since", "origin", "received", "interim", "counted", "lost_at",
+                 "loop")
 
     def __init__(self, origin: Origin) -> None:
         self.origin = origin
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.counted = False
@@ -85,14 +87,15 @@ class _Connection(asyncio.Protocol):
         self.error: BaseException | None = None
         self.served = 0
         self.idle_since = 0.0
+        self.parser = httptools.HttpResponseParser(self)
+        self.chunks: collections.deque[bytes] = collections.deque()
         self._reset()
 
     def _reset(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
+        """Ready for the next request (the parser goes on to the connection's next answer)."""
         self.status = 0
         self.headers: dict[str, str] = {}
-        self._name = ""
-        self.chunks: collections.deque[bytes] = collections.deque()
+        self.chunks.clear()
         self.buffered = 0
         self.complete = False
         self.keep_alive = False
@@ -121,7 +124,7 @@ class _Connection(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
-        self.lost_at = asyncio.get_running_loop().time()
+        self.lost_at = self.loop.time()
         if self.counted:
             self.origin.open -= 1
             self.origin.wake()
@@ -226,11 +229,18 @@ class Response:
                 return b""
             if conn.error is not None:
                 raise conn.error
-            conn.waiter = asyncio.get_running_loop().create_future()
+            conn.waiter = conn.loop.create_future()
             await _wait(conn.waiter, deadline)
 
     async def read(self, deadline: float | None) -> bytes:
         """The whole body, complete by loop time ``deadline`` (else TimeoutError)."""
+        conn = self._conn
+        if conn.complete and self._decoder is None and not conn.paused:  # all here already
+            chunks = conn.chunks
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+            conn.buffered = 0
+            return data
         parts = []
         while data := await self.receive(deadline):
             parts.append(data)
