@@ -8,7 +8,9 @@ keeps the values in shared files and ``/metrics`` sums every worker's.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from bisect import bisect_left
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -55,46 +57,114 @@ LEDGER_REPLAYED = Counter("spaceai_ledger_replayed_rows",
 
 
 class _ModelMetrics:
-    __slots__ = ("tokens_in", "tokens_out", "cost", "latency", "ttft")
+    """One model's metrics: what requests add is kept in plain numbers and handed to the
+    Prometheus children in one go (:func:`flush`): a request pays for a few additions, not
+    for eight locked increments and a histogram walk."""
+
+    __slots__ = ("model", "tokens_in", "tokens_out", "cost", "latency", "ttft", "statuses",
+                 "n_in", "n_out", "usd", "latency_counts", "latency_sum", "ttft_counts",
+                 "ttft_sum")
 
     def __init__(self, model: str) -> None:
+        self.model = model
         self.tokens_in = TOKENS.labels(model, "in")
         self.tokens_out = TOKENS.labels(model, "out")
         self.cost = COST.labels(model)
         self.latency = LATENCY.labels(model)
         self.ttft = TTFT.labels(model)
+        self._clear()
+
+    def _clear(self) -> None:
+        self.statuses: dict[str, int] = {}
+        self.n_in = self.n_out = 0
+        self.usd = 0.0
+        self.latency_counts = [0] * (len(_LATENCY_BUCKETS) + 1)  # the last: +Inf
+        self.latency_sum = 0.0
+        self.ttft_counts = [0] * (len(_LATENCY_BUCKETS) + 1)
+        self.ttft_sum = 0.0
+
+    def flush(self) -> None:
+        for status, n in self.statuses.items():
+            counter = _requests.get((self.model, status))
+            if counter is None:
+                counter = _requests[(self.model, status)] = REQUESTS.labels(self.model, status)
+            counter.inc(n)
+        if self.n_in:
+            self.tokens_in.inc(self.n_in)
+        if self.n_out:
+            self.tokens_out.inc(self.n_out)
+        if self.usd:
+            self.cost.inc(self.usd)
+        _add_observations(self.latency, self.latency_counts, self.latency_sum)
+        _add_observations(self.ttft, self.ttft_counts, self.ttft_sum)
+        self._clear()
+
+
+def _add_observations(histogram: Histogram, counts: list[int], total: float) -> None:
+    """What ``observe`` would have added for each value counted in ``counts`` (by bucket)."""
+    if not any(counts):
+        return
+    histogram._sum.inc(total)
+    for bucket, n in zip(histogram._buckets, counts):
+        if n:
+            bucket.inc(n)
 
 
 _models: dict[str, _ModelMetrics] = {}
+_pending: set[_ModelMetrics] = set()
 _requests: dict[tuple[str, str], Counter] = {}
 _refusals = {"requests": RATE_LIMIT_REFUSALS.labels("requests"),
              "tokens": RATE_LIMIT_REFUSALS.labels("tokens")}
+_in_flight = 0
+_MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+_flush_timer: asyncio.TimerHandle | None = None
+FLUSH_S = 1.0  # with several workers: how stale another worker's figures may be at a scrape
+
+
+def flush() -> None:
+    """Hand what requests counted to the Prometheus metrics (before each scrape; and, with
+    several workers sharing them, within ``FLUSH_S`` of each request)."""
+    global _flush_timer
+    _flush_timer = None
+    IN_FLIGHT.set(_in_flight)
+    while _pending:
+        _pending.pop().flush()
+
+
+def _schedule_flush() -> None:
+    global _flush_timer
+    if _flush_timer is None:
+        try:
+            _flush_timer = asyncio.get_running_loop().call_later(FLUSH_S, flush)
+        except RuntimeError:  # no loop (a script): at once
+            flush()
 
 
 def request_started() -> None:
-    IN_FLIGHT.inc()
+    global _in_flight
+    _in_flight += 1
 
 
 def request_finished(model: str, status: str, prompt_tokens: int, completion_tokens: int,
                      cost_usd: float, latency_s: float, ttft_s: float | None) -> None:
     """Count one finished request (called exactly once per admitted request)."""
-    IN_FLIGHT.dec()
-    counter = _requests.get((model, status))
-    if counter is None:
-        counter = _requests[(model, status)] = REQUESTS.labels(model, status)
-    counter.inc()
+    global _in_flight
+    _in_flight -= 1
     m = _models.get(model)
     if m is None:
         m = _models[model] = _ModelMetrics(model)
-    if prompt_tokens:
-        m.tokens_in.inc(prompt_tokens)
-    if completion_tokens:
-        m.tokens_out.inc(completion_tokens)
-    if cost_usd:
-        m.cost.inc(cost_usd)
-    m.latency.observe(latency_s)
+    m.statuses[status] = m.statuses.get(status, 0) + 1
+    m.n_in += prompt_tokens
+    m.n_out += completion_tokens
+    m.usd += cost_usd
+    m.latency_counts[bisect_left(_LATENCY_BUCKETS, latency_s)] += 1
+    m.latency_sum += latency_s
     if ttft_s is not None:
-        m.ttft.observe(ttft_s)
+        m.ttft_counts[bisect_left(_LATENCY_BUCKETS, ttft_s)] += 1
+        m.ttft_sum += ttft_s
+    _pending.add(m)
+    if _MULTIPROCESS:
+        _schedule_flush()
 
 
 def request_refused(model: str, code: str | None, kind: str) -> None:
@@ -111,6 +181,7 @@ def request_refused(model: str, code: str | None, kind: str) -> None:
 
 def exposition() -> tuple[bytes, str]:
     """(body, content type) of the Prometheus text exposition."""
+    flush()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
