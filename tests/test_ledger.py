@@ -318,3 +318,40 @@ def test_migration_0006_adds_the_routing_columns_to_existing_rows_and_downgrades
     finally:
         if backend != "sqlite":
             drop_database(url)
+
+
+def test_a_spool_line_no_layout_reads_is_kept_as_a_dead_letter_not_skipped(tmp_path):
+    """A row a newer gateway spooled (read after a downgrade) or a damaged line cannot be
+    written, but it is not lost: it is kept verbatim as a dead letter (and counted), and the
+    rows around it are written."""
+    from spaceai.metering import layouts
+    from spaceai.metering.ledger import UsageRecord
+    from spaceai.metering.ledger_process import replay, target_of
+    from spaceai.storage.db import create_engine, migrate
+
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    migrate(url)
+    engine = create_engine(url)
+
+    def line(request_id: str) -> bytes:
+        rec = UsageRecord(request_id=request_id, key_id="k", model="m", provider="openai",
+                          endpoint="/v1/chat/completions", status="ok", http_status=200,
+                          prompt_tokens=3, cost_nanos=7)
+        return layouts.encode(tuple(getattr(rec, f) for f in layouts.FIELDS), None)
+
+    newer = b'[%d,"from-a-newer-gateway","k","m",1,2,3]\n' % (layouts.VERSION + 1)
+    damaged = b'["torn", 1, \n'
+    segment = tmp_path / "spool" / "1234-seg-0"
+    segment.parent.mkdir()
+    segment.write_bytes(line("before") + newer + damaged + line("after"))
+    rows, written = replay(*target_of(engine.url), str(segment))
+    assert written == 2 and sorted(r.values[0] for r in rows) == ["after", "before"]
+    with engine.connect() as conn:
+        assert sorted(conn.execute(sa.text("SELECT request_id FROM usage")).scalars()) == [
+            "after", "before"]
+        dead = conn.execute(sa.text(
+            "SELECT request_id, payload, reason FROM usage_dead_letters ORDER BY id")).all()
+    assert [d[0] for d in dead] == ["from-a-newer-gateway", None]
+    assert [json.loads(d[1]) for d in dead] == [newer.decode()[:-1], damaged.decode()[:-1]]
+    assert "unknown layout" in dead[0][2] and dead[1][2]
+    assert not segment.exists()

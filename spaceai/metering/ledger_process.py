@@ -242,15 +242,35 @@ class Store:
 
     def _dead_letter(self, row: list, raw: list, exc: Exception) -> None:
         """Keep a row the database refused where an operator finds it, and say so."""
+        log.error("ledger row %s refused by the database (%s): kept as a dead letter",
+                  row[self.rid], exc)
+        self._keep(str(row[self.rid]), raw, exc)
+
+    def keep_unreadable(self, line: bytes, exc: Exception) -> None:
+        """Keep a spool line no layout of this gateway reads (a newer gateway's row, after a
+        downgrade; or a damaged line) as a dead letter, its text verbatim: it is not a row this
+        gateway can write, and not one to lose."""
+        text = line.decode("utf-8", "replace").rstrip("\n")
+        try:
+            parsed = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            parsed = None
+        rid = (parsed[1] if isinstance(parsed, list) and len(parsed) > 1
+               and type(parsed[0]) is int and isinstance(parsed[1], str) else None)
+        log.error("unreadable spool line (%s): kept as a dead letter", exc)
+        if self.db is None:
+            self.reachable()  # connects if it can; else the line goes to the file
+        self._keep(rid, text, exc)
+
+    def _keep(self, request_id: str | None, raw: Any, exc: Exception) -> None:
         self.dead += 1
         reason = f"{type(exc).__name__}: {exc}"[:2000]
         payload = orjson.dumps(raw, default=str).decode()
-        log.error("ledger row %s refused by the database (%s): kept as a dead letter",
-                  row[self.rid], reason)
         try:
             cur = self.db.cursor()
-            cur.execute(self.dead_sql, (_escape(str(row[self.rid]))[:64], payload,
-                                        _escape(reason), datetime.now(UTC).isoformat()))
+            cur.execute(self.dead_sql, (
+                None if request_id is None else _escape(request_id)[:64], payload,
+                _escape(reason), datetime.now(UTC).isoformat()))
             return
         except Exception:  # noqa: BLE001 - then a file beside the spool
             log.exception("dead-letter table refused the row too; writing it to a file")
@@ -280,13 +300,14 @@ class Segment:
         self.fh = open(path, "rb")  # noqa: SIM115 - held while tailed
         self._mark = os.open(path + ".offset", os.O_WRONLY | os.O_CREAT, 0o600)
 
-    def pending(self, limit: int) -> tuple[list[list], int]:
+    def pending(self, limit: int) -> tuple[list[list], int, list[tuple[bytes, Exception]]]:
         """Up to ``limit`` complete rows (values in FIELDS order) after the committed offset,
-        and where they end."""
+        where they end, and the lines among them no layout reads (with why)."""
         self.fh.seek(self.offset)
         rows: list[list] = []
+        unreadable: list[tuple[bytes, Exception]] = []
         end = self.offset
-        while len(rows) < limit:
+        while len(rows) + len(unreadable) < limit:
             line = self.fh.readline()
             if not line.endswith(b"\n"):
                 break  # nothing more, or a row still being appended
@@ -295,9 +316,8 @@ class Segment:
                 try:
                     rows.append(layouts.decode(orjson.loads(line)).values)
                 except (orjson.JSONDecodeError, ValueError) as exc:
-                    log.error("unreadable spool line in %s at %d skipped: %s", self.path, end,
-                              exc)
-        return rows, end
+                    unreadable.append((line, exc))
+        return rows, end, unreadable
 
     def commit(self, offset: int) -> None:
         self.offset = offset
@@ -323,9 +343,11 @@ def drain(store: Store, segment: Segment, batch: int) -> list[list]:
     """Write every complete row of ``segment``; the raw rows that were newly inserted."""
     inserted: list[list] = []
     while True:
-        rows, end = segment.pending(batch)
+        rows, end, unreadable = segment.pending(batch)
         if end == segment.offset:
             return inserted
+        for line, exc in unreadable:
+            store.keep_unreadable(line, exc)
         if rows:
             fresh = {r[store.rid] for r in store.write(rows)}
             inserted += [r for r in rows if r[store.rid] in fresh]
@@ -350,7 +372,7 @@ def replay(kind: str, target: str, path: str,
                 try:
                     rows.append(layouts.decode(orjson.loads(line)))
                 except (orjson.JSONDecodeError, ValueError):
-                    continue  # logged, and skipped, by drain
+                    continue  # kept as a dead letter by drain
     finally:
         if store.db is not None:
             store.db.close()
