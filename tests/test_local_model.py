@@ -284,3 +284,33 @@ def test_lazy_start_on_first_request():
             await p.close()
 
     asyncio.run(asyncio.wait_for(run(), 30))
+
+
+def test_legacy_completion_logprobs_in_the_legacy_shape_streamed_and_not(provider):
+    """``logprobs: 2`` on /v1/completions: each token with its logprob, its two likeliest
+    alternatives and where it starts (after the prompt), streamed and in the whole answer;
+    the tokens spell the text."""
+    prompt = "The sky is"
+    req = ChatRequest(model=MODEL.id, messages=[], prompt=prompt,
+                      params={"temperature": 0.0, "max_tokens": 4, "logprobs": 2})
+
+    async def both():
+        chunks = [c async for c in provider.completion_stream(req, MODEL)]
+        return chunks, await provider.completion(req, MODEL)
+
+    chunks, answer = asyncio.run(both())
+    streamed = [c["choices"][0] for c in chunks if c["choices"]]
+    carried = [c["logprobs"] for c in streamed if c["logprobs"]]
+    assert carried and all(set(lp) == {"tokens", "token_logprobs", "top_logprobs",
+                                       "text_offset"} for lp in carried)
+    choice = answer["choices"][0]
+    logprobs = choice["logprobs"]
+    assert "".join(logprobs["tokens"]) == choice["text"] == "".join(c["text"] for c in streamed)
+    assert logprobs["tokens"] == [t for lp in carried for t in lp["tokens"]]
+    assert all(lp <= 0 for lp in logprobs["token_logprobs"])
+    assert all(len(top) <= 2 and token in top
+               for token, top in zip(logprobs["tokens"], logprobs["top_logprobs"]))
+    starts = [len(prompt)]
+    for token in logprobs["tokens"][:-1]:
+        starts.append(starts[-1] + len(token))
+    assert logprobs["text_offset"] == starts

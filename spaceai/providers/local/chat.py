@@ -57,6 +57,7 @@ class Folded:
     reasoning: list[str] = field(default_factory=list)
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     logprobs: list[Any] = field(default_factory=list)
+    legacy_logprobs: dict[str, list[Any]] = field(default_factory=dict)
     finish_reason: str | None = None
 
     def add(self, choice: dict[str, Any]) -> None:
@@ -64,6 +65,8 @@ class Folded:
         delta = choice.get("delta")
         if delta is None:
             self.text.append(choice["text"])
+            for name, values in (choice.get("logprobs") or {}).items():
+                self.legacy_logprobs.setdefault(name, []).extend(values)
         else:
             if delta.get("content"):
                 self.text.append(delta["content"])
@@ -77,7 +80,7 @@ class Folded:
             self.finish_reason = choice["finish_reason"]
 
 
-def _chat_chunk_choice(c: dict[str, Any]) -> dict[str, Any]:
+def _chat_chunk_choice(c: dict[str, Any], offset: list[int]) -> dict[str, Any]:
     delta = dict(c.get("delta") or {})
     if "role" in delta and delta.get("content") is None:
         delta["content"] = ""  # OpenAI's first chunk: {"role": "assistant", "content": ""}
@@ -105,20 +108,44 @@ def _chat_answer_choice(folded: Folded) -> dict[str, Any]:
     }
 
 
-def _text_chunk_choice(c: dict[str, Any]) -> dict[str, Any]:
+def _text_chunk_choice(c: dict[str, Any], offset: list[int]) -> dict[str, Any]:
+    text = c.get("text") or ""
+    logprobs = _legacy_logprobs((c.get("logprobs") or {}).get("content"), offset)
+    offset[0] += len(text)
     return {
-        "text": c.get("text") or "",
+        "text": text,
         "index": c.get("index", 0),
-        "logprobs": c.get("logprobs"),
+        "logprobs": logprobs,
         "finish_reason": c.get("finish_reason"),
     }
+
+
+def _legacy_logprobs(content: list[dict[str, Any]] | None,
+                     offset: list[int]) -> dict[str, list[Any]] | None:
+    """The engine's token logprobs (chat shape) as a legacy completion tells them: parallel
+    lists of tokens, their logprobs, the top alternatives (token -> logprob) and where each
+    token starts in the text (counted from the start of the prompt, as OpenAI does)."""
+    if not content:
+        return None
+    out: dict[str, list[Any]] = {"tokens": [], "token_logprobs": [], "top_logprobs": [],
+                                 "text_offset": []}
+    at = offset[0]
+    for entry in content:
+        token = entry.get("token", "")
+        out["tokens"].append(token)
+        out["token_logprobs"].append(entry.get("logprob"))
+        out["top_logprobs"].append({t["token"]: t["logprob"]
+                                    for t in entry.get("top_logprobs") or ()})
+        out["text_offset"].append(at)
+        at += len(token)
+    return out
 
 
 def _text_answer_choice(folded: Folded) -> dict[str, Any]:
     return {
         "text": "".join(folded.text),
         "index": 0,
-        "logprobs": None,
+        "logprobs": folded.legacy_logprobs or None,
         "finish_reason": folded.finish_reason or "stop",
     }
 
@@ -132,7 +159,8 @@ class Endpoint:
     id_prefix: str
     chunk_object: str
     answer_object: str
-    chunk_choice: Callable[[dict[str, Any]], dict[str, Any]]  # from an engine chunk's choice
+    # from an engine chunk's choice, and where its text starts (moved on past it)
+    chunk_choice: Callable[[dict[str, Any], list[int]], dict[str, Any]]
     answer_choice: Callable[[Folded], dict[str, Any]]
 
 
@@ -194,6 +222,7 @@ async def stream(
         "model": model.id,
     }
     usage: Usage | None = None
+    offset = [len(body.get("prompt") or "")]  # a legacy token's text_offset
     raw_stream = engines.stream(endpoint.handler, body, model.model_path)
     try:
         async for raw in raw_stream:
@@ -201,7 +230,7 @@ async def stream(
                 usage = Usage.from_openai(raw["usage"])
             choices = raw.get("choices") or []
             if choices:
-                yield Chunk(head, choices=[endpoint.chunk_choice(c) for c in choices])
+                yield Chunk(head, choices=[endpoint.chunk_choice(c, offset) for c in choices])
     finally:
         await raw_stream.aclose()
     yield Chunk(head, choices=[], usage=(usage or Usage()).to_openai())
