@@ -196,43 +196,49 @@ class StreamResponse:
         self.on_close = on_close  # always awaited last, however the response ended
 
     async def send(self, send: Callable, receive: Callable) -> None:
-        async def pump() -> None:
-            await send({"type": "http.response.start", "status": self.status,
-                        "headers": self.headers})
-            ended = False
-            try:
-                async for chunk in self.chunks:
-                    ended = chunk.__class__ is Last
-                    await send({"type": "http.response.body", "body": chunk,
-                                "more_body": not ended})
-                    if ended:
-                        break
-            finally:
-                aclose = getattr(self.chunks, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-            if not ended:
-                await send({"type": "http.response.body", "body": b""})
+        """Relay the chunks in this task while a second one watches the client: if it goes
+        away before the body is complete, this task is cancelled, which stops the upstream at
+        once (and is not an error)."""
+        task = asyncio.current_task()
+        state = [False, False]  # [the body's end handed to the server, the client gone]
 
         async def watch() -> None:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not state[0]:  # (the server says "disconnect" once a body is complete too)
+                state[1] = True
+                task.cancel()
 
-        pump_task = asyncio.ensure_future(pump())
-        watch_task = asyncio.ensure_future(watch())
+        watcher = asyncio.get_running_loop().create_task(watch())
         try:
-            done, _ = await asyncio.wait({pump_task, watch_task},
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not pump_task.done():
-                pump_task.cancel()  # the client is gone: stop the upstream at once
-            watch_task.cancel()
-        try:
-            await pump_task
-        except (asyncio.CancelledError, OSError):
+            await self._pump(send, state)
+        except asyncio.CancelledError:
+            if not state[1]:
+                raise  # cancelled from outside (shutdown): not ours to swallow
+            task.uncancel()
+        except OSError:
             pass
         finally:
+            watcher.cancel()
             if self.on_close is not None:
                 await self.on_close()
+
+    async def _pump(self, send: Callable, state: list[bool]) -> None:
+        await send({"type": "http.response.start", "status": self.status,
+                    "headers": self.headers})
+        ended = False
+        try:
+            async for chunk in self.chunks:
+                ended = chunk.__class__ is Last
+                state[0] = ended
+                await send({"type": "http.response.body", "body": chunk,
+                            "more_body": not ended})
+                if ended:
+                    break
+        finally:
+            aclose = getattr(self.chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if not ended:
+            state[0] = True
+            await send({"type": "http.response.body", "body": b""})
