@@ -3,7 +3,7 @@
 On a shared machine the CPU a process spends per request drifts by several percent from one
 minute to the next, which is as much as two versions differ by. This runs both at once: one
 fake upstream, a gateway from this checkout and one from ``--base`` (another checkout, e.g.
-``git worktree add ../base <commit>``), and drives them in turn with the same wrk load, a short
+``git worktree add ../base <commit>``), and drives them in turn with the same wrk load (``--connections``, 32), a short
 slice each, for ``--rounds`` rounds (non-streaming and 100-chunk streams). Each round's ratio
 compares slices a few seconds apart, so the drift cancels out:
 
@@ -44,11 +44,12 @@ def gateway(upstream: bench.Upstream, path: str) -> bench.SpaceAI:
             os.environ["PYTHONPATH"] = saved
 
 
-def one_slice(gw: bench.SpaceAI, model: str, stream: bool, seconds: float) -> dict:
+def one_slice(gw: bench.SpaceAI, model: str, stream: bool, seconds: float,
+              connections: int) -> dict:
     """One wrk slice against ``gw``: CPU microseconds per request, requests/s, p50 and p99."""
     url = f"{gw.base}/v1/chat/completions"
     before = cpu_seconds(gw.proc.pid)
-    result = bench.wrk(url, bench.chat_body(stream, model), gw.key, 32, seconds)
+    result = bench.wrk(url, bench.chat_body(stream, model), gw.key, connections, seconds)
     if result["errors"]:
         raise SystemExit(f"{result['errors']} errors against {gw.base}")
     return {"cpu_us": (cpu_seconds(gw.proc.pid) - before) / max(result["requests"], 1) * 1e6,
@@ -63,6 +64,7 @@ def main() -> None:
     ap.add_argument("--anthropic", action="store_true",
                     help="through the Anthropic provider instead of the OpenAI one")
     ap.add_argument("--pin", action="store_true")
+    ap.add_argument("--connections", type=int, default=32)
     args = ap.parse_args()
     model = bench.ANTHROPIC_MODEL if args.anthropic else bench.MODEL
     this = str(Path(__file__).resolve().parents[1])
@@ -81,7 +83,8 @@ def main() -> None:
             order = list(gws) if i % 2 == 0 else list(reversed(gws))  # neither always first
             for stream in (False, True):
                 for name in order:
-                    slices[name, stream].append(one_slice(gws[name], model, stream, args.seconds))
+                    slices[name, stream].append(
+                        one_slice(gws[name], model, stream, args.seconds, args.connections))
         out = {}
         for stream in (False, True):
             row = {}
