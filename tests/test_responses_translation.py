@@ -8,7 +8,7 @@ import json
 import pytest
 
 from spaceai.api.responses_render import ResponsesStreamEncoder, render_response
-from spaceai.api.responses_request import items_to_messages, normalise_input, parse_responses
+from spaceai.api.responses_request import items_to_messages, parse_responses
 from spaceai.types import GatewayError, UpstreamError
 
 
@@ -17,7 +17,7 @@ def _events(raw: bytes) -> list[dict]:
 
 
 def test_function_calls_join_the_assistant_turn_before_them():
-    items = normalise_input([
+    items = parse_responses({"model": "m", "input": [
         {"role": "user", "content": "Weather in Oslo and Rome?"},
         {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque"},
         {"role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
@@ -26,7 +26,7 @@ def test_function_calls_join_the_assistant_turn_before_them():
         {"type": "function_call_output", "call_id": "c1", "output": "Sunny"},
         {"type": "function_call_output", "call_id": "c2",
          "output": [{"type": "input_text", "text": "Rain"}]},
-    ])
+    ]}).input_items
     assert items[1] == {"id": "rs_1", "type": "reasoning", "summary": [],
                         "encrypted_content": "opaque"}  # kept as sent
     messages = items_to_messages(items)

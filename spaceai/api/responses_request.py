@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any, get_args
 
 import orjson
-from msgspec import Struct
 
 from spaceai.api.schemas import (
     FunctionCallItem,
@@ -84,10 +83,6 @@ class ResponsesRequest:
 # -- input items ---------------------------------------------------------------------------
 
 _ITEM_TYPES = tuple(item.__struct_config__.tag for item in get_args(InputItem))
-
-
-class _Input(Struct):  # input alone, for normalise_input without a body
-    input: ResponsesInput
 
 
 def _tag_items(body: Any) -> Any:
@@ -154,12 +149,9 @@ def _normalise(item: Any, sent: Any, param: str) -> dict[str, Any]:
     return {**sent, "id": item.id or new_id("rs"), "summary": sent.get("summary") or []}
 
 
-def normalise_input(value: Any, typed: Any = None) -> list[dict[str, Any]]:
+def normalise_input(value: Any, typed: ResponsesInput) -> list[dict[str, Any]]:
     """``input`` as sent (a string or a list of items) as a list of normalised items;
-    ``typed`` is ``value`` converted to its type (converted here when not given)."""
-    if typed is None:
-        value = _tag_items({"input": value})["input"]
-        typed = convert({"input": value}, _Input).input
+    ``typed`` is ``value`` converted to its type."""
     if isinstance(typed, str):
         return [_normalise(MessageItem(role="user", content=typed), None, "input")]
     return [_normalise(item, sent, f"input[{i}]")
