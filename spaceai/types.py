@@ -185,6 +185,8 @@ class ChatRequest:
     # same request to the same model, so the second is a lookup (spaceai/providers/fit.py)
     fitted: tuple[Any, ChatRequest | None, list[str]] | None = field(
         default=None, repr=False, compare=False)
+    # (estimate, bound) of the prompt's tokens, once walked (spaceai/metering/tokens.py)
+    sizes: tuple[int, int] | None = field(default=None, repr=False, compare=False)
 
     def with_params(self, params: dict[str, Any]) -> ChatRequest:
         """This request with other ``params`` (a constructor call: ``dataclasses.replace``

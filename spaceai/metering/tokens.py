@@ -72,8 +72,14 @@ def max_prompt_tokens(req: ChatRequest) -> int:
 
 
 def prompt_sizes(req: ChatRequest) -> tuple[int, int]:
-    """(:func:`estimate_prompt_tokens`, :func:`max_prompt_tokens`) in one walk of the prompt:
-    a budget reservation needs both."""
+    """(:func:`estimate_prompt_tokens`, :func:`max_prompt_tokens`) in one walk of the prompt,
+    kept on the request: its reservation, meter and stream header all read them."""
+    if req.sizes is None:
+        req.sizes = _walk(req)
+    return req.sizes
+
+
+def _walk(req: ChatRequest) -> tuple[int, int]:
     if req.prompt is not None:
         return len(req.prompt) // _CHARS_PER_TOKEN + 1, _bytes(req.prompt) + _PRIMING
     chars = 0
