@@ -85,10 +85,7 @@ class _ModelMetrics:
 
     def flush(self) -> None:
         for status, n in self.statuses.items():
-            counter = _requests.get((self.model, status))
-            if counter is None:
-                counter = _requests[(self.model, status)] = REQUESTS.labels(self.model, status)
-            counter.inc(n)
+            _request_counter(self.model, status).inc(n)
         if self.n_in:
             self.tokens_in.inc(self.n_in)
         if self.n_out:
@@ -105,9 +102,16 @@ def _add_observations(histogram: Histogram, counts: list[int], total: float) -> 
     if not any(counts):
         return
     histogram._sum.inc(total)
-    for bucket, n in zip(histogram._buckets, counts):
+    for bucket, n in zip(histogram._buckets, counts, strict=True):
         if n:
             bucket.inc(n)
+
+
+def _request_counter(model: str, status: str) -> Counter:
+    counter = _requests.get((model, status))
+    if counter is None:
+        counter = _requests[(model, status)] = REQUESTS.labels(model, status)
+    return counter
 
 
 _models: dict[str, _ModelMetrics] = {}
@@ -169,10 +173,7 @@ def request_finished(model: str, status: str, prompt_tokens: int, completion_tok
 
 def request_refused(model: str, code: str | None, kind: str) -> None:
     """Count a request refused at admission (budget or rate limit)."""
-    counter = _requests.get((model, "refused"))
-    if counter is None:
-        counter = _requests[(model, "refused")] = REQUESTS.labels(model, "refused")
-    counter.inc()
+    _request_counter(model, "refused").inc()
     if code == "insufficient_quota":
         BUDGET_REFUSALS.inc()
     elif kind in _refusals:

@@ -57,24 +57,33 @@ def test_metrics_count_requests_tokens_cost_latency_and_refusals(tmp_path, fake)
 
 
 def test_counted_requests_reach_the_histogram_buckets_observe_would_put_them_in():
-    """Requests are counted in plain numbers and handed over at a scrape: each latency lands
-    in the bucket Prometheus' own ``observe`` puts it in (bounds inclusive, past the last one
-    in +Inf), with the same sum and count."""
-    from prometheus_client import CollectorRegistry, Histogram
+    """Requests are counted in plain numbers and handed over at a scrape: the scrape shows each
+    latency in the bucket Prometheus' own ``observe`` puts it in (bounds inclusive, past the
+    last one in +Inf), with the same sum and count."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
     from spaceai import metrics
 
     values = [0.0, 0.004, 0.005, 0.0051, 1.0, 299.0, 300.0, 301.5, 1e6]
-    reference = Histogram("reference", "", buckets=metrics._LATENCY_BUCKETS,
-                          registry=CollectorRegistry())
+    registry = CollectorRegistry()
+    reference = Histogram("spaceai_request_duration_seconds", "", ["model"],
+                          buckets=metrics._LATENCY_BUCKETS, registry=registry)
     for value in values:
-        reference.observe(value)
+        reference.labels("histogram-model").observe(value)
         metrics.request_started()
         metrics.request_finished("histogram-model", "ok", 3, 4, 0.5, value, value / 2)
-    metrics.exposition()  # a scrape hands the counts over
-    got = metrics.LATENCY.labels("histogram-model")
-    assert [b.get() for b in got._buckets] == [b.get() for b in reference._buckets]
-    assert got._sum.get() == pytest.approx(sum(values))
-    assert metrics.TOKENS.labels("histogram-model", "out")._value.get() == 4 * len(values)
-    assert metrics.REQUESTS.labels("histogram-model", "ok")._value.get() == len(values)
-    assert sum(b.get() for b in metrics.TTFT.labels("histogram-model")._buckets) == len(values)
+
+    def samples(text: bytes, name: str) -> dict[tuple, float]:
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text.decode())
+                for s in family.samples if s.name.startswith(name)
+                and not s.name.endswith("_created")
+                and s.labels.get("model") == "histogram-model"}
+
+    scraped = metrics.exposition()[0]
+    assert samples(scraped, "spaceai_request_duration_seconds") == samples(
+        generate_latest(registry), "spaceai_request_duration_seconds")
+    assert samples(scraped, "spaceai_requests_total") == {
+        ("spaceai_requests_total", (("model", "histogram-model"), ("status", "ok"))): 9}
+    assert samples(scraped, "spaceai_tokens_total")[
+        ("spaceai_tokens_total", (("direction", "out"), ("model", "histogram-model")))] == 36
