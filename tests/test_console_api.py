@@ -18,7 +18,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from fakes.upstream import Error, Reply, SlowStream, unused_port
-from support.backends import REDIS_URL, priced_model
+from support.backends import REDIS_URL, priced_model, routed_models
 from support.server import GatewayServer
 
 from spaceai.metering import rollup
@@ -196,10 +196,7 @@ def test_request_log_shows_how_requests_were_routed_and_which_were_turned_away(
         tmp_path, fake):
     """A fallback (its first deployment down), a retried stream and an invalid request of a
     known key, as the console's request log and overview show them."""
-    dead = f"http://127.0.0.1:{unused_port()}/v1"
-    models = [priced_model(fake), {**priced_model(fake, "primary"), "base_url": dead,
-                                   "fallbacks": ["gpt-4o"]},
-              priced_model(fake, "flaky", max_retries=2)]
+    models = routed_models(fake, retries=2)
     with GatewayServer(tmp_path, models=models) as gw:
         secret = gw.create_key(name="routed")
         key_id = httpx.get(gw.api_url + "/key",
@@ -439,7 +436,6 @@ def test_overview_over_a_month_of_rows_equals_the_ledger_for_every_window(tmp_pa
 
 
 def test_models_view_shows_each_deployments_health_without_credentials(tmp_path, fake):
-    from fakes.upstream import unused_port
 
     dead = f"http://127.0.0.1:{unused_port()}/v1"
     model = {**priced_model(fake, "two-ways", max_retries=1),

@@ -25,8 +25,8 @@ from support.required import require_module  # noqa: E402
 
 openai = require_module("openai")
 
-from fakes.upstream import Error, Reply, unused_port  # noqa: E402
-from support.backends import priced_model  # noqa: E402
+from fakes.upstream import Error, Reply  # noqa: E402
+from support.backends import priced_model, routed_models  # noqa: E402
 from support.server import ADMIN_KEY, GatewayServer  # noqa: E402
 
 PROMPT = [{"role": "user", "content": "Tell the console something worth logging"}]
@@ -303,10 +303,7 @@ def test_models_view_lists_the_catalog_with_prices(console, gw):
 
 
 def test_request_log_shows_fallbacks_retries_and_invalid_requests(console, tmp_path, fake):
-    dead = f"http://127.0.0.1:{unused_port()}/v1"
-    models = [priced_model(fake), {**priced_model(fake, "primary"), "base_url": dead,
-                                   "fallbacks": ["gpt-4o"]},
-              priced_model(fake, "flaky", max_retries=1)]
+    models = routed_models(fake, retries=1)
     with GatewayServer(tmp_path, models=models) as server:
         secret = server.create_key(name="routing")
         fake.script(Reply(delay=0.2))

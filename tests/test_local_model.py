@@ -309,7 +309,7 @@ def test_legacy_completion_logprobs_in_the_legacy_shape_streamed_and_not(provide
     assert logprobs["tokens"] == [t for lp in carried for t in lp["tokens"]]
     assert all(lp <= 0 for lp in logprobs["token_logprobs"])
     assert all(len(top) <= 2 and token in top
-               for token, top in zip(logprobs["tokens"], logprobs["top_logprobs"]))
+               for token, top in zip(logprobs["tokens"], logprobs["top_logprobs"], strict=True))
     starts = [len(prompt)]
     for token in logprobs["tokens"][:-1]:
         starts.append(starts[-1] + len(token))

@@ -38,6 +38,17 @@ def priced_model(fake: Any, id: str = "gpt-4o", **extra: Any) -> dict[str, Any]:
             "pricing": {"input": 0.00003, "output": 0.00006}, "max_retries": 0, **extra}
 
 
+def routed_models(fake: Any, retries: int) -> list[dict[str, Any]]:
+    """``gpt-4o``; ``primary``, whose upstream is down, falling back to it; and ``flaky``,
+    retried ``retries`` times: a catalog whose requests show fallbacks and retries."""
+    from fakes.upstream import unused_port
+
+    dead = f"http://127.0.0.1:{unused_port()}/v1"
+    return [priced_model(fake), {**priced_model(fake, "primary"), "base_url": dead,
+                                 "fallbacks": ["gpt-4o"]},
+            priced_model(fake, "flaky", max_retries=retries)]
+
+
 @contextlib.contextmanager
 def gateways(tmp_path, fake: Any, backend: str, pg_url: str | None):  # noqa: ANN001, ANN201
     """One gateway on SQLite, or two sharing PostgreSQL and Redis, serving ``priced_model``."""
