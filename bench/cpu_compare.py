@@ -31,17 +31,20 @@ import run as bench  # noqa: E402
 from cpu_per_request import cpu_seconds, pin  # noqa: E402
 
 
-def gateway(upstream: bench.Upstream, path: str) -> bench.SpaceAI:
-    """`spaceai serve` importing the gateway from ``path``."""
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(Path(path).resolve())
+def gateway(upstream: bench.Upstream, path: str, env: list[str]) -> bench.SpaceAI:
+    """`spaceai serve` importing the gateway from ``path``, with ``env`` (NAME=VALUE) set."""
+    extra = dict(item.split("=", 1) for item in env)
+    extra["PYTHONPATH"] = str(Path(path).resolve())
+    saved = {name: os.environ.get(name) for name in extra}
+    os.environ.update(extra)
     try:
         return bench.SpaceAI(upstream)
     finally:
-        if saved is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = saved
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 def one_slice(gw: bench.SpaceAI, model: str, stream: bool, seconds: float,
@@ -65,11 +68,15 @@ def main() -> None:
                     help="through the Anthropic provider instead of the OpenAI one")
     ap.add_argument("--pin", action="store_true")
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--base-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="a setting of the base gateway only (e.g. --base . --base-env "
+                         "SPACEAI_LEDGER_FLUSH_S=3 compares one setting)")
     args = ap.parse_args()
     model = bench.ANTHROPIC_MODEL if args.anthropic else bench.MODEL
     this = str(Path(__file__).resolve().parents[1])
     upstream = bench.Upstream()
-    gws = {"base": gateway(upstream, args.base), "this": gateway(upstream, this)}
+    gws = {"base": gateway(upstream, args.base, args.base_env),
+           "this": gateway(upstream, this, [])}
     try:
         if args.pin:
             for gw in gws.values():
@@ -94,7 +101,7 @@ def main() -> None:
                 row[measure] = {"base": round(statistics.median(base), 2),
                                 "this": round(statistics.median(now), 2),
                                 "ratio": round(statistics.median(
-                                    [n / b for n, b in zip(now, base)]), 3)}
+                                    [n / b for n, b in zip(now, base, strict=True)]), 3)}
             out["stream" if stream else "plain"] = row
         print(json.dumps(out))
     finally:
